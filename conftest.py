@@ -1,0 +1,30 @@
+"""Shared test set-up for the unit tests and the notebooks (nbval): dependency check, offline kernels."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+# A missing package should say which one and how to get it, not fail deep inside a notebook.
+REQUIRED = ["torch", "matplotlib", "prettytable", "sympy", "nbval", "hypothesis", "yaml", "nbformat", "dsc_utils"]
+_missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+if _missing:
+    pytest.exit(
+        f"missing package(s): {', '.join(_missing)}. Run the tests with `python3 book.py test`, which "
+        f"creates .venv/ with every pinned dependency, or `pip install -r requirements.txt` first.",
+        returncode=4,
+    )
+
+# Every kernel nbval starts loads tests/ipython/profile_default/startup/, which forbids network access.
+os.environ["IPYTHONDIR"] = str(ROOT / "tests" / "ipython")
+# Kernels inherit this environment: fix hash randomisation so set and dict orders never vary.
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("book", deadline=None, database=None, max_examples=60)
+settings.load_profile("book")
