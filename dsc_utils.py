@@ -145,8 +145,8 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int:
     padding = _check_int("padding", padding, 0)
     if span > size + 2 * padding:
         raise ValueError(
-            f"kernel_size={kernel_size} with dilation={dilation} spans {span} elements, more than the "
-            f"padded input of size={size} + 2*padding={2 * padding}: the kernel does not fit"
+            f"kernel_size={kernel_size} with dilation={dilation} spans {span} input elements, but the padded "
+            f"input has only size + 2*padding = {size} + {2 * padding}: the kernel does not fit"
         )
     return (size + 2 * padding - span) // stride + 1
 

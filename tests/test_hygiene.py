@@ -1,0 +1,150 @@
+"""Notebook hygiene, as a reader and nbval see the committed notebooks.
+
+Every notebook in chapters/ is in _toc.yml and vice versa; every code cell was executed in order from
+1 with no error; the kernelspec is the plain python3; no output leaks a local path, a memory address or
+a warning on stderr; only timing cells are excluded from nbval's comparison; nothing downloads.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = ROOT / "chapters"
+NOTEBOOKS = sorted(p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+IDS = [p.name for p in NOTEBOOKS]
+
+# An absolute local path (a slash-rooted path of two or more parts), site-packages, or a memory address.
+LEAK = re.compile(r"((?:^|(?<=[\s'\"(=]))/(?:[A-Za-z][A-Za-z0-9_.-]*/)+[A-Za-z0-9_.-]+|site-packages|0x[0-9a-fA-F]{6,})",
+                  re.M)
+WARNING_TEXT = re.compile(r"\b\w*Warning\b:|warnings\.warn")
+TIMING = re.compile(r"benchmark|Timer\(|perf_counter|timeit|time\.time\(")
+NETWORK = re.compile(r"urlopen|urlretrieve|requests\.|http\.client|torch\.hub|load_state_dict_from_url|"
+                     r"download\s*=\s*True|hf_hub|from_pretrained|socket\.")
+
+
+def toc_files() -> set[str]:
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("file", "root") and isinstance(value, str):
+                    found.add(str(Path(value).with_suffix("")) if value.endswith((".ipynb", ".md")) else value)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    return found
+
+
+def code_cells(path: Path) -> list[dict]:
+    cells = json.loads(path.read_text())["cells"]
+    return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def output_text(output: dict) -> str:
+    data = output.get("data", {})
+    parts = [output.get("text", ""), data.get("text/plain", ""), data.get("text/html", ""),
+             data.get("text/markdown", ""), output.get("evalue", "")]
+    return "".join("".join(p) if isinstance(p, list) else p for p in parts)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "chapters/ holds no notebook"
+
+
+def test_toc_and_chapters_agree():
+    toc = toc_files()
+    notebooks = {str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS}
+    chapter_entries = {f for f in toc if f.startswith("chapters/")}
+    assert notebooks - toc == set(), "notebooks missing from _toc.yml"
+    assert chapter_entries - notebooks == set(), "_toc.yml entries without a notebook"
+    for entry in toc - chapter_entries:
+        assert any((ROOT / entry).with_suffix(s).exists() for s in (".md", ".ipynb")), entry
+
+
+def test_toc_has_captioned_numbered_parts():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    parts = toc["parts"]
+    assert all(part.get("caption") for part in parts)
+    assert parts[0]["caption"] == "Theory" and parts[0].get("numbered") is True
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_kernelspec_is_plain_python3(path):
+    metadata = json.loads(path.read_text())["metadata"]
+    assert metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_cells_executed_in_order_without_errors(path):
+    for number, cell in enumerate(code_cells(path), 1):
+        assert cell.get("execution_count") == number, f"code cell {number} has execution_count {cell.get('execution_count')}"
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"code cell {number} stored an error"
+            if output["output_type"] == "execute_result":
+                assert output.get("execution_count") == number
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_leaks_warnings_or_stderr(path):
+    for number, cell in enumerate(code_cells(path), 1):
+        for output in cell.get("outputs", []):
+            assert output.get("name") != "stderr", f"code cell {number} wrote to stderr: {output_text(output)[:200]!r}"
+            text = output_text(output)
+            # base64 image data can contain anything; drop it before looking for paths
+            text = re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=\\n]+", "", text)
+            leak = LEAK.search(text)
+            assert leak is None, f"code cell {number} output leaks {leak.group(0)!r}"
+            assert not WARNING_TEXT.search(text), f"code cell {number} output shows a warning"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_only_timing_cells_escape_comparison(path):
+    for number, cell in enumerate(code_cells(path), 1):
+        tags = cell.get("metadata", {}).get("tags", [])
+        source = "".join(cell["source"])
+        assert "nbval-skip" not in tags and "nbval-ignore-output" not in tags or TIMING.search(source), \
+            f"code cell {number} is excluded from nbval but times nothing"
+        assert not re.search(r"^#\s*NBVAL_(IGNORE_OUTPUT|SKIP)", source, re.M) or TIMING.search(source), \
+            f"code cell {number} has an NBVAL comment but times nothing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_nothing_downloads(path):
+    for number, cell in enumerate(code_cells(path), 1):
+        match = NETWORK.search("".join(cell["source"]))
+        assert match is None, f"code cell {number} looks like it uses the network: {match.group(0)!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_figures_have_their_numbers_in_text(path):
+    """nbval does not compare images: a cell that draws must also print or assert what it shows."""
+    cells = code_cells(path)
+    for number, cell in enumerate(cells, 1):
+        draws = any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+        if not draws:
+            continue
+        here = "".join(cell["source"])
+        after = "".join(cells[number]["source"]) if number < len(cells) else ""
+        assert re.search(r"\bprint\(|\bassert\b|PrettyTable|display\(", here + after), \
+            f"code cell {number} draws a figure but neither it nor the next cell prints or asserts its numbers"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_chapter_shape(path):
+    """Each chapter opens with what it teaches and ends with a summary and exercises with hidden solutions."""
+    cells = json.loads(path.read_text())["cells"]
+    markdown = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    assert markdown and markdown[0].lstrip().startswith("# "), "the first cell must be the chapter title"
+    text = "\n".join(markdown)
+    assert re.search(r"^## Summary", text, re.M), "no Summary section"
+    assert re.search(r"^## Exercises", text, re.M), "no Exercises section"
+    assert ":class: dropdown" in text, "exercise solutions must be hidden behind a toggle"

@@ -1,0 +1,229 @@
+"""Tests of the book's own machinery: the offline guard, re-execution, the cache key, the pins, CI."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "_ext"))
+
+import dsc_cache  # noqa: E402
+import execute_notebooks  # noqa: E402
+import network_guard  # noqa: E402
+
+
+# ------------------------------------------------------------------------------------------------
+# offline: the audit hook every test kernel loads
+# ------------------------------------------------------------------------------------------------
+
+class FakeSocket:
+    def __init__(self, family):
+        self.family = family
+
+
+@pytest.mark.parametrize("event, args", [
+    ("socket.connect", (FakeSocket(2), ("93.184.216.34", 443))),
+    ("socket.connect", (FakeSocket(10), ("2606:2800:220:1::", 80, 0, 0))),
+    ("socket.getaddrinfo", ("pypi.org", 443, 0, 0, 0)),
+    ("socket.gethostbyname", ("example.com",)),
+    ("socket.sendto", (FakeSocket(2), ("8.8.8.8", 53))),
+])
+def test_network_guard_refuses_the_outside(event, args):
+    with pytest.raises(network_guard.NetworkAccessError, match="must run offline"):
+        network_guard.check(event, args)
+
+
+@pytest.mark.parametrize("event, args", [
+    ("socket.connect", (FakeSocket(2), ("127.0.0.1", 5555))),
+    ("socket.connect", (FakeSocket(10), ("::1", 5555, 0, 0))),
+    ("socket.getaddrinfo", ("localhost", 80, 0, 0, 0)),
+    ("socket.connect", (FakeSocket(1), "/tmp/kernel.sock")),
+    ("open", ("somefile", "r", 0)),
+])
+def test_network_guard_allows_the_machine_itself(event, args):
+    network_guard.check(event, args)
+
+
+def run_cell_in_test_kernel(source: str) -> nbformat.NotebookNode:
+    """Run one cell in a kernel started the way nbval starts them under this conftest."""
+    assert os.environ["IPYTHONDIR"] == str(ROOT / "tests" / "ipython")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    NotebookClient(notebook, kernel_name="python3", timeout=60, allow_errors=True).execute()
+    return notebook.cells[0]
+
+
+def test_test_kernels_are_offline():
+    # sys.audit raises the same event a real lookup would, without any packet leaving the machine
+    cell = run_cell_in_test_kernel("import sys\nsys.audit('socket.getaddrinfo', 'example.com', 80, 0, 0, 0)")
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "NetworkAccessError"
+
+
+# ------------------------------------------------------------------------------------------------
+# book.py execute: writes outputs back, leaves a failing notebook untouched
+# ------------------------------------------------------------------------------------------------
+
+def write_notebook(path: Path, *sources: str) -> str:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(nbformat.writes(notebook))
+    return path.read_text()
+
+
+def test_execute_writes_outputs_in_place(tmp_path):
+    path = tmp_path / "good.ipynb"
+    write_notebook(path, "import dsc_utils\nprint(dsc_utils.conv_output_size(228, 5, stride=2))", "6 * 7")
+    assert execute_notebooks.main([str(path)]) == 0
+    cells = nbformat.read(path, as_version=4).cells
+    assert [c.execution_count for c in cells] == [1, 2]
+    assert cells[0].outputs[0].text == "112\n"
+    assert cells[1].outputs[0].data["text/plain"] == "42"
+
+
+def test_execute_leaves_a_failing_notebook_untouched(tmp_path, capsys):
+    path = tmp_path / "broken.ipynb"
+    before = write_notebook(path, "x = 1", "y = 1 / 0", "z = 3")
+    assert execute_notebooks.main([str(path)]) == 1
+    assert path.read_text() == before
+    report = capsys.readouterr().err
+    assert "broken.ipynb" in report and "code cell 2" in report and "ZeroDivisionError" in report
+    assert "y = 1 / 0" in report and "left untouched" in report
+
+
+def test_execute_rejects_a_path_that_is_not_a_notebook(tmp_path, capsys):
+    assert execute_notebooks.main([str(tmp_path / "missing.ipynb")]) == 2
+    assert "not a notebook" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# the build's execution cache is keyed on dsc_utils.py and requirements.txt
+# ------------------------------------------------------------------------------------------------
+
+class FakeApp:
+    def __init__(self, root: Path):
+        self.srcdir = str(root)
+        self.outdir = str(root / "_build" / "html")
+
+
+class FakeConfig:
+    nb_execution_cache_path = ""
+
+
+class FakeEnv:
+    def __init__(self):
+        self.found_docs = {"intro", "chapters/a"}
+
+    def doc2path(self, doc):
+        return doc + (".md" if doc == "intro" else ".ipynb")
+
+
+def test_cache_is_dropped_when_dsc_utils_changes(tmp_path):
+    (tmp_path / "dsc_utils.py").write_text("A = 1\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    app, env = FakeApp(tmp_path), FakeEnv()
+    cache = tmp_path / "_build" / ".jupyter_cache"
+
+    dsc_cache.clear_stale_cache(app, FakeConfig())
+    assert dsc_cache.outdated_notebooks(app, env, set(), set(), set()) == ["chapters/a"]
+    cache.mkdir(parents=True)
+    (cache / "entry").write_text("cached outputs")
+
+    dsc_cache.clear_stale_cache(app, FakeConfig())                    # nothing changed: keep
+    assert (cache / "entry").exists()
+    assert dsc_cache.outdated_notebooks(app, env, set(), set(), set()) == []
+
+    (tmp_path / "dsc_utils.py").write_text("A = 2\n")                 # the module changed: drop
+    dsc_cache.clear_stale_cache(app, FakeConfig())
+    assert not cache.exists()
+    assert dsc_cache.outdated_notebooks(app, env, set(), set(), set()) == ["chapters/a"]
+
+    (tmp_path / "requirements.txt").write_text("torch==2.14.1\n")     # the pins changed: re-read
+    assert dsc_cache.outdated_notebooks(app, env, set(), set(), set()) == ["chapters/a"]
+
+
+def test_config_loads_the_cache_extension():
+    config = (ROOT / "_config.yml").read_text()
+    assert re.search(r"local_extensions:\s*\n\s*dsc_cache: _ext", config)
+    assert "execute_notebooks: cache" in config and "raise_on_error: true" in config
+
+
+# ------------------------------------------------------------------------------------------------
+# pins, README commands, CI
+# ------------------------------------------------------------------------------------------------
+
+def requirement_lines() -> list[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_every_requirement_is_pinned_exactly():
+    lines = requirement_lines()
+    assert lines[-1] == "-e ."
+    unpinned = [line for line in lines[:-1] if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+]+", line)]
+    assert unpinned == []
+    pins = {line.split("==")[0].lower(): line.split("==")[1] for line in lines[:-1]}
+    assert pins["jupyter-book"] == "1.0.4.post1"
+    assert pins["torch"] == "2.13.0"
+    for name in ("matplotlib", "prettytable", "nbval", "pytest", "ipykernel", "jupyterlab", "sympy", "hypothesis"):
+        assert name in pins, name
+
+
+def test_pins_are_what_is_installed():
+    from importlib.metadata import version
+
+    for line in requirement_lines()[:-1]:
+        name, pinned = line.split("==")
+        assert version(name).split("+")[0] == pinned, f"{name}: pinned {pinned}, installed {version(name)}"
+
+
+def readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_readme_has_exactly_two_commands_and_ci_runs_both():
+    commands = readme_commands()
+    assert commands == ["python3 book.py build", "python3 book.py test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_lines = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith(("#", "echo"))]
+    for command in commands:
+        assert command in ci_lines, f".ci/run does not run {command!r}"
+    assert "set -euo pipefail" in ci
+
+
+def test_dsc_utils_is_importable_without_path_tricks():
+    spec = importlib.util.find_spec("dsc_utils")
+    assert spec is not None and Path(spec.origin).resolve() == ROOT / "dsc_utils.py"
+
+
+def test_a_missing_dependency_is_named(tmp_path):
+    """dsc_utils imported where torch is missing says which package and how to install it."""
+    import subprocess
+
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    result = subprocess.run([sys.executable, "-c", "import dsc_utils"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "needs the package 'torch'" in result.stderr and "requirements.txt" in result.stderr
+
+
+def test_pages_workflow_uses_the_readme_commands():
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    steps = workflow["jobs"]["build"]["steps"]
+    runs = [step["run"] for step in steps if "run" in step]
+    assert runs == readme_commands()[::-1]  # test first, then build, as .ci/run does
+    uploads = [step for step in steps if step.get("uses", "").startswith("actions/upload-pages-artifact")]
+    assert uploads and uploads[0]["with"]["path"] == "_build/html"
