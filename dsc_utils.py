@@ -26,6 +26,7 @@ try:
     import torch.nn.functional as F
     from prettytable import PrettyTable
     from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
 except ModuleNotFoundError as error:  # pragma: no cover - exercised by hand on a bare interpreter
     raise ModuleNotFoundError(
         f"dsc_utils needs the package {error.name!r}, which is not installed in this Python "
@@ -43,6 +44,7 @@ __all__ = [
     "LayerCost",
     "layer_costs",
     "count_mults",
+    "torch_flops",
     "cost_table",
     "show_source",
 ]
@@ -352,10 +354,7 @@ def layer_costs(model, *inputs) -> list[LayerCost]:
             function cannot count (recurrent, attention, bilinear) and would otherwise miss.
         ValueError: no input was given.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if not inputs:
-        raise ValueError("layer_costs needs at least one input for the model, got none")
+    _check_model_and_inputs(model, inputs, "layer_costs")
     for name, module in model.named_modules():
         if isinstance(module, _NOT_COUNTED):
             raise TypeError(
@@ -384,6 +383,23 @@ def layer_costs(model, *inputs) -> list[LayerCost]:
         for name, module in model.named_modules()
         if isinstance(module, counted)
     ]
+    try:
+        _run_untouched(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return records
+
+
+def _check_model_and_inputs(model, inputs, caller: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not inputs:
+        raise ValueError(f"{caller} needs at least one input for the model, got none")
+
+
+def _run_untouched(model: nn.Module, inputs: tuple) -> None:
+    """One forward pass in evaluation mode without gradients; the training flag is restored after."""
     was_training = model.training
     try:
         model.eval()
@@ -391,9 +407,6 @@ def layer_costs(model, *inputs) -> list[LayerCost]:
             model(*inputs)
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return records
 
 
 def count_mults(model, *inputs) -> int:
@@ -408,6 +421,24 @@ def count_mults(model, *inputs) -> int:
         60211200
     """
     return sum(cost.mults for cost in layer_costs(model, *inputs))
+
+
+def torch_flops(model, *inputs) -> int:
+    """Floating-point operations that PyTorch's own ``FlopCounterMode`` reports for ``model``.
+
+    An independent check of :func:`count_mults`: PyTorch counts two FLOPs per multiply-add of
+    convolutions and matrix products and nothing for bias, batch norm, activations or pooling, so for
+    the layers :func:`count_mults` counts, ``torch_flops == 2 * count_mults``. Runs like
+    :func:`layer_costs`: once, in evaluation mode, without gradients.
+
+    Example:
+        >>> torch_flops(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
+        120422400
+    """
+    _check_model_and_inputs(model, inputs, "torch_flops")
+    with FlopCounterMode(display=False) as counter:
+        _run_untouched(model, inputs)
+    return counter.get_total_flops()
 
 
 def cost_table(model, *inputs) -> PrettyTable:

@@ -16,11 +16,21 @@ import dsc_utils as du
 
 def flop_counter_macs(model, *inputs) -> int:
     """Multiply-accumulates according to PyTorch's own counter (which reports 2 FLOPs per MAC)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*inputs)
-    flops = counter.get_total_flops()
+    flops = du.torch_flops(model, *inputs)
     assert flops % 2 == 0
     return flops // 2
+
+
+def test_torch_flops_is_flop_counter_mode_and_leaves_the_model_alone():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x)
+    assert du.torch_flops(net, x) == counter.get_total_flops() == 2 * 2 * 27 * 4 * 36
+    assert net.training and torch.equal(net[1].running_mean, torch.zeros(4)) is False  # the direct run moved it
+    before = net[1].running_mean.clone()
+    du.torch_flops(net, x)
+    assert torch.equal(net[1].running_mean, before) and net.training
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,6 +338,7 @@ BAD_INPUTS = [
     (count_mults, dict(model="not a model"), TypeError, "model must be a torch.nn.Module, got 'not a model'"),
     (count_mults, dict(model=nn.Linear(2, 2), inputs=()), ValueError, "at least one input"),
     (count_mults, dict(model=nn.LSTM(4, 4)), TypeError, "'(model)' of type LSTM"),
+    (du.torch_flops, dict(model=[1, 2]), TypeError, "model must be a torch.nn.Module, got [1, 2]"),
     (du.conv2d_by_hand, dict(input=torch.zeros(1, 3, 5, 5), weight=torch.zeros(2, 3, 3, 3)), ValueError,
      "input must be a tensor of shape (in_channels, height, width), got a tensor of shape (1, 3, 5, 5)"),
     (du.conv2d_by_hand, dict(input=torch.zeros(3, 5, 5), weight=torch.zeros(2, 2, 3, 3)), ValueError,
