@@ -5,7 +5,10 @@ The module reads top to bottom in the book's order:
 1. arithmetic: the output size of a convolution;
 2. convolution by hand: the loops that define it, instrumented to count multiplications;
 3. counting: closed-form multiplication counts and ``count_mults`` for real PyTorch models;
-4. book helpers: showing this module's own source in the chapters.
+4. layers: ``DepthwiseSeparableConv2d`` (a drop-in ``nn.Conv2d``), its 1-D twin, MobileNet's block;
+5. parameters: ``count_params`` and ``param_table``;
+6. networks: MobileNet v1 (and its full-convolution twin) and MobileNetV2, rebuilt from the papers;
+7. book helpers: showing this module's own source in the chapters.
 
 Names say what things are (``in_channels``, ``out_channels``, ``kernel_size``, ``output_size``);
 the book's notation table maps them to the symbols M, N, D_K and D_G used in the formulas.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections import OrderedDict
 from dataclasses import dataclass
 
 try:
@@ -46,6 +50,17 @@ __all__ = [
     "count_mults",
     "torch_flops",
     "cost_table",
+    "DepthwiseSeparableConv2d",
+    "DepthwiseSeparableConv1d",
+    "to_standard_conv",
+    "mobilenet_block",
+    "count_params",
+    "param_table",
+    "MOBILENET_V1_BLOCKS",
+    "mobilenet_v1",
+    "InvertedResidual",
+    "MOBILENET_V2_SETTINGS",
+    "mobilenet_v2",
     "show_source",
 ]
 
@@ -230,17 +245,20 @@ def _describe(value) -> str:
 # 3. Counting multiplications
 # ---------------------------------------------------------------------------------------------------
 
-def standard_conv_mults(in_channels, out_channels, kernel_size, output_size) -> int:
+def standard_conv_mults(in_channels, out_channels, kernel_size, output_size, groups=1) -> int:
     r"""Multiplications of a standard convolution: :math:`D_K^2 \cdot M \cdot N \cdot D_G^2`.
 
     Each of the ``out_channels`` kernels has ``kernel_size**2 * in_channels`` weights, and each
-    weight is used once at every one of the ``output_size**2`` output positions.
+    weight is used once at every one of the ``output_size**2`` output positions. A grouped
+    convolution's kernels see only ``in_channels / groups`` channels each, so it costs ``groups`` times
+    less; ``groups = in_channels = out_channels`` is a depthwise convolution.
 
     Args:
         in_channels (int): input channels M.
         out_channels (int): output channels N (the number of kernels).
         kernel_size (int or tuple): kernel side D_K, or one length per spatial dimension.
         output_size (int or tuple): output side D_G (not the input side), or one length per dimension.
+        groups (int): number of channel groups g; must divide both channel counts. Default: 1.
 
     Returns:
         int: the number of multiplications for one image (bias additions excluded).
@@ -251,8 +269,18 @@ def standard_conv_mults(in_channels, out_channels, kernel_size, output_size) -> 
     """
     in_channels = _check_int("in_channels", in_channels, 1)
     out_channels = _check_int("out_channels", out_channels, 1)
+    groups = _check_groups(groups, in_channels, out_channels)
     kernel, output = _spatial(kernel_size, output_size)
-    return math.prod(kernel) * in_channels * out_channels * math.prod(output)
+    return math.prod(kernel) * (in_channels // groups) * out_channels * math.prod(output)
+
+
+def _check_groups(groups, in_channels: int, out_channels: int) -> int:
+    groups = _check_int("groups", groups, 1)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+        )
+    return groups
 
 
 def depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier=1) -> int:
@@ -313,6 +341,7 @@ class LayerCost:
 
     name: str                      #: the module's name inside the model (``''`` for the model itself)
     kind: str                      #: the module's class name, e.g. ``'Conv2d'``
+    input_shape: tuple[int, ...]   #: shape of the input tensor, batch included
     output_shape: tuple[int, ...]  #: shape of the output tensor, batch included
     mults: int                     #: multiplications of this call (whole batch, bias excluded)
     params: int                    #: parameters of the module (weight and bias)
@@ -370,6 +399,7 @@ def layer_costs(model, *inputs) -> list[LayerCost]:
                 LayerCost(
                     name=name,
                     kind=type(module).__name__,
+                    input_shape=tuple(args[0].shape),
                     output_shape=tuple(output.shape),
                     mults=_mults_of_call(module, args, output),
                     params=sum(p.numel() for p in module.parameters(recurse=False)),
@@ -454,6 +484,387 @@ def cost_table(model, *inputs) -> PrettyTable:
                       divider=index == len(costs) - 1)  # a rule above the total
     table.add_row(["total", "", "", f"{sum(c.mults for c in costs):,}", f"{sum(c.params for c in costs):,}"])
     return table
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Layers: the depthwise separable convolution as a PyTorch module
+# ---------------------------------------------------------------------------------------------------
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _check_tuple(name: str, value, dims: int, minimum: int) -> tuple[int, ...]:
+    """An int (the same for every spatial dimension) or a tuple of ``dims`` ints, as nn.ConvNd takes."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != dims:
+            raise ValueError(f"{name} must be an int or a tuple of {dims} ints, got {value!r}")
+        return tuple(_check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
+    return (_check_int(name, value, minimum),) * dims
+
+
+class _DepthwiseSeparableConvNd(nn.Module):
+    """What the 1-D and 2-D layers share; ``_conv`` is nn.Conv1d or nn.Conv2d."""
+
+    _conv: type[nn.Module]
+    _dims: int
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 bias=True, padding_mode="zeros", depth_multiplier=1, device=None, dtype=None):
+        super().__init__()
+        self.in_channels = _check_int("in_channels", in_channels, 1)
+        self.out_channels = _check_int("out_channels", out_channels, 1)
+        self.depth_multiplier = _check_int("depth_multiplier", depth_multiplier, 1)
+        self.kernel_size = _check_tuple("kernel_size", kernel_size, self._dims, 1)
+        self.stride = _check_tuple("stride", stride, self._dims, 1)
+        self.dilation = _check_tuple("dilation", dilation, self._dims, 1)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1,) * self._dims:
+                raise ValueError(f"padding='same' needs stride=1 (as in PyTorch), got stride={stride!r}")
+            self.padding = padding
+        else:
+            self.padding = _check_tuple("padding", padding, self._dims, 0)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        hidden = self.in_channels * self.depth_multiplier
+        factory = {"device": device, "dtype": dtype}
+        # One spatial filter (or depth_multiplier of them) per input channel: groups = in_channels.
+        self.depthwise = self._conv(self.in_channels, hidden, self.kernel_size, self.stride, self.padding,
+                                    self.dilation, groups=self.in_channels, bias=bias,
+                                    padding_mode=padding_mode, **factory)
+        # A 1x1 convolution that mixes the channels at every position.
+        self.pointwise = self._conv(hidden, self.out_channels, 1, bias=bias, **factory)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(input))
+
+    @classmethod
+    def from_conv(cls, conv, depth_multiplier=1):
+        """A new (freshly initialised) separable layer with the hyper-parameters of ``conv``,
+        a standard (groups=1) convolution of the same dimension: the drop-in replacement."""
+        standard = nn.Conv2d if cls._dims == 2 else nn.Conv1d
+        if type(conv) is not standard:
+            raise TypeError(f"conv must be an nn.{standard.__name__}, got {_describe(conv)}")
+        if conv.groups != 1:
+            raise ValueError(f"conv must be a standard convolution (groups=1), got groups={conv.groups}")
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                   conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                   depth_multiplier=depth_multiplier, device=conv.weight.device, dtype=conv.weight.dtype)
+
+
+class DepthwiseSeparableConv2d(_DepthwiseSeparableConvNd):
+    r"""A drop-in replacement for ``nn.Conv2d``: a depthwise convolution followed by a pointwise one.
+
+    The depthwise part (``self.depthwise``) is an ``nn.Conv2d`` with ``groups=in_channels``: every input
+    channel is filtered by its own ``kernel_size`` kernel (or ``depth_multiplier`` of them), with the
+    layer's stride, padding and dilation. The pointwise part (``self.pointwise``) is a 1x1
+    ``nn.Conv2d`` that mixes the ``in_channels * depth_multiplier`` filtered channels into
+    ``out_channels``. It costs :math:`D_K^2 M D_G^2 + M N D_G^2` multiplications instead of
+    :math:`D_K^2 M N D_G^2`, and has :math:`M(D_K^2 + N)` weights instead of :math:`D_K^2 M N`.
+
+    Args:
+        in_channels (int): channels M of the input.
+        out_channels (int): channels N of the output.
+        kernel_size (int or tuple): size of the depthwise kernels.
+        stride (int or tuple): stride of the depthwise convolution. Default: 1.
+        padding (int, tuple or str): padding of the depthwise convolution, as in ``nn.Conv2d``
+            (``'same'`` only with stride 1). Default: 0.
+        dilation (int or tuple): dilation of the depthwise kernels. Default: 1.
+        bias (bool): whether both parts have a learnable bias. Default: True.
+        padding_mode (str): ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``. Default: ``'zeros'``.
+        depth_multiplier (int): depthwise kernels per input channel. Default: 1.
+        device, dtype: passed to both parts, as in ``nn.Conv2d``.
+
+    Shape:
+        - Input: :math:`(B, M, H, W)` or :math:`(M, H, W)`.
+        - Output: :math:`(B, N, H_{out}, W_{out})` or :math:`(N, H_{out}, W_{out})`, with the same
+          :math:`H_{out}, W_{out}` as ``nn.Conv2d`` given the same arguments (see
+          :func:`conv_output_size`).
+
+    Raises:
+        ValueError: a non-positive channel count, kernel size, stride, dilation or depth multiplier,
+            a negative padding, or an unknown padding or padding mode.
+        TypeError: an argument of the wrong type.
+
+    Example:
+        >>> layer = DepthwiseSeparableConv2d(3, 64, kernel_size=5, stride=2)
+        >>> tuple(layer(torch.zeros(1, 3, 228, 228)).shape)
+        (1, 64, 112, 112)
+        >>> count_params(layer)  # 75 + 3 depthwise, 192 + 64 pointwise
+        334
+    """
+
+    _conv = nn.Conv2d
+    _dims = 2
+
+
+class DepthwiseSeparableConv1d(_DepthwiseSeparableConvNd):
+    """The 1-D version of :class:`DepthwiseSeparableConv2d`, a drop-in replacement for ``nn.Conv1d``.
+
+    For sequences, as in the text encoders of QANet: the input is channels-first,
+    :math:`(B, C, L)`, i.e. ``[batch, embedding, length]``; a ``[batch, length, embedding]`` tensor must
+    be transposed first.
+
+    Example:
+        >>> layer = DepthwiseSeparableConv1d(128, 128, kernel_size=7, padding=3)
+        >>> tuple(layer(torch.zeros(2, 128, 50)).shape)
+        (2, 128, 50)
+    """
+
+    _conv = nn.Conv1d
+    _dims = 1
+
+
+def to_standard_conv(layer):
+    r"""The standard convolution that computes exactly what a depthwise separable layer computes.
+
+    A separable layer is a standard convolution whose kernel is constrained to
+    :math:`W[n, m] = \sum_j P[n, m k + j] \, D[m k + j]` (``k`` the depth multiplier; for ``k = 1``,
+    :math:`W[n, m] = P[n, m] D[m]`): every input channel's slice of every kernel is a multiple of one
+    shared spatial filter. The bias is :math:`P b_D + b_P`.
+
+    Args:
+        layer (DepthwiseSeparableConv2d or DepthwiseSeparableConv1d): the layer to expand.
+
+    Returns:
+        ``nn.Conv2d`` (or ``nn.Conv1d``) with the same hyper-parameters and the expanded weights.
+    """
+    if not isinstance(layer, _DepthwiseSeparableConvNd):
+        raise TypeError(f"layer must be a DepthwiseSeparableConv1d or 2d, got {_describe(layer)}")
+    depthwise, pointwise = layer.depthwise, layer.pointwise
+    m, k, n = layer.in_channels, layer.depth_multiplier, layer.out_channels
+    d = depthwise.weight.reshape(m, k, *layer.kernel_size)           # D[m, j, ...]
+    p = pointwise.weight.reshape(n, m, k)                            # P[n, m, j]
+    conv = type(depthwise)(m, n, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                           bias=depthwise.bias is not None, padding_mode=layer.padding_mode,
+                           device=d.device, dtype=d.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(torch.einsum("nmj,mj...->nm...", p, d))
+        if conv.bias is not None:
+            conv.bias.copy_(p.reshape(n, m * k) @ depthwise.bias + pointwise.bias)
+    return conv
+
+
+def mobilenet_block(in_channels, out_channels, stride=1) -> nn.Sequential:
+    """MobileNet's depthwise separable block: 3x3 depthwise, BN, ReLU, 1x1 pointwise, BN, ReLU.
+
+    As in Figure 3 of Howard et al. (2017); the convolutions have no bias, since batch norm follows.
+    Xception's separable convolution differs: nothing between the depthwise and the pointwise part.
+
+    Example:
+        >>> [name for name, _ in mobilenet_block(32, 64).named_children()]
+        ['depthwise', 'depthwise_bn', 'depthwise_relu', 'pointwise', 'pointwise_bn', 'pointwise_relu']
+    """
+    in_channels = _check_int("in_channels", in_channels, 1)
+    out_channels = _check_int("out_channels", out_channels, 1)
+    stride = _check_int("stride", stride, 1)
+    return nn.Sequential(OrderedDict(
+        depthwise=nn.Conv2d(in_channels, in_channels, 3, stride, padding=1, groups=in_channels, bias=False),
+        depthwise_bn=nn.BatchNorm2d(in_channels),
+        depthwise_relu=nn.ReLU(inplace=True),
+        pointwise=nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        pointwise_bn=nn.BatchNorm2d(out_channels),
+        pointwise_relu=nn.ReLU(inplace=True),
+    ))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. Parameters
+# ---------------------------------------------------------------------------------------------------
+
+def count_params(model) -> int:
+    """Number of trainable parameters (elements of tensors with ``requires_grad``) of ``model``.
+
+    Example:
+        >>> count_params(nn.Conv2d(3, 64, 5))  # 5*5*3*64 weights + 64 biases
+        4864
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def param_table(model) -> PrettyTable:
+    """One row per trainable parameter tensor of ``model`` (name, shape, count) and a total row.
+
+    The total equals :func:`count_params`. In Jupyter and in the book the table renders as HTML.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    table = PrettyTable(["parameter", "shape", "count"])
+    table.align = "r"
+    table.align["parameter"] = table.align["shape"] = "l"
+    rows = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for index, (name, p) in enumerate(rows):
+        table.add_row([name, " x ".join(str(s) for s in p.shape), f"{p.numel():,}"], divider=index == len(rows) - 1)
+    table.add_row(["total", "", f"{count_params(model):,}"])
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. Networks: MobileNet rebuilt
+# ---------------------------------------------------------------------------------------------------
+
+# MobileNet v1 (Howard et al., 2017, Table 1) after its first convolution: (output channels, stride)
+# of the 13 depthwise separable blocks. The paper's table prints "s2" for the 13th depthwise layer,
+# but also gives its input and the next layer's input as 7x7: the stride is 1 (see the MobileNet chapter).
+MOBILENET_V1_BLOCKS = (
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
+    (1024, 2), (1024, 1),
+)
+
+
+def _check_multiplier(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _conv_bn_relu(in_channels, out_channels, kernel_size, stride, groups=1, activation=nn.ReLU):
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2,
+                       groups=groups, bias=False),
+        bn=nn.BatchNorm2d(out_channels),
+        relu=activation(inplace=True),
+    ))
+
+
+def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.Module:
+    r"""MobileNet v1 (Howard et al., 2017), built from its Table 1; returns logits.
+
+    A full 3x3 convolution with stride 2, then 13 depthwise separable blocks
+    (:func:`mobilenet_block`), global average pooling and a fully connected layer. Every convolution is
+    followed by batch norm and ReLU and has no bias; the fully connected layer has one.
+
+    Args:
+        width_multiplier (float): the paper's alpha; every layer's channels become ``int(alpha * c)``
+            (the input's 3 channels excepted). Default: 1.0.
+        num_classes (int): outputs of the classifier. Default: 1000.
+        separable (bool): ``False`` builds the paper's "Conv MobileNet": every depthwise separable
+            block replaced by one full 3x3 convolution (with batch norm and ReLU) of the same stride and
+            output channels. Default: True.
+
+    Shape:
+        - Input: :math:`(B, 3, H, W)`; the paper's resolutions are 224, 192, 160 and 128
+          (its resolution multiplier rho is simply the input size).
+        - Output: :math:`(B, \text{num\_classes})`.
+
+    Raises:
+        ValueError: a width multiplier that is not positive and finite, or so small that a layer would
+            have no channel; a non-positive ``num_classes``.
+        TypeError: arguments of the wrong type.
+
+    Example:
+        >>> model = mobilenet_v1()
+        >>> tuple(model(torch.zeros(1, 3, 224, 224)).shape)
+        (1, 1000)
+    """
+    alpha = _check_multiplier("width_multiplier", width_multiplier)
+    num_classes = _check_int("num_classes", num_classes, 1)
+    if not isinstance(separable, bool):
+        raise TypeError(f"separable must be True or False, got {separable!r}")
+
+    def width(channels: int) -> int:
+        thinned = int(channels * alpha)
+        if thinned < 1:
+            raise ValueError(f"width_multiplier={width_multiplier!r} leaves a layer of {channels} channels "
+                             f"with {thinned}: use at least {1 / 32}")
+        return thinned
+
+    channels = width(32)
+    layers = OrderedDict(conv1=_conv_bn_relu(3, channels, 3, stride=2))
+    for index, (out_channels, stride) in enumerate(MOBILENET_V1_BLOCKS, 1):
+        out_channels = width(out_channels)
+        if separable:
+            layers[f"block{index}"] = mobilenet_block(channels, out_channels, stride)
+        else:
+            layers[f"block{index}"] = _conv_bn_relu(channels, out_channels, 3, stride)
+        channels = out_channels
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(layers),
+        pool=nn.AdaptiveAvgPool2d(1),
+        flatten=nn.Flatten(),
+        classifier=nn.Linear(channels, num_classes),
+    ))
+
+
+class InvertedResidual(nn.Module):
+    r"""MobileNetV2's block (Sandler et al., 2018): expand, filter, project, and add the input back.
+
+    1x1 expansion by ``expand_ratio`` t with ReLU6 (omitted when t = 1), 3x3 depthwise with stride s and
+    ReLU6, then a *linear* 1x1 projection (batch norm, no activation). The shortcut is added when the
+    stride is 1 and the channel counts match.
+
+    Shape:
+        - Input: :math:`(B, d', H, W)`; output: :math:`(B, d'', \lceil H/s \rceil, \lceil W/s \rceil)`.
+
+    Example:
+        >>> block = InvertedResidual(24, 24, stride=1, expand_ratio=6)
+        >>> tuple(block(torch.zeros(1, 24, 56, 56)).shape), block.use_shortcut
+        ((1, 24, 56, 56), True)
+    """
+
+    def __init__(self, in_channels, out_channels, stride, expand_ratio):
+        super().__init__()
+        in_channels = _check_int("in_channels", in_channels, 1)
+        out_channels = _check_int("out_channels", out_channels, 1)
+        stride = _check_int("stride", stride, 1)
+        expand_ratio = _check_int("expand_ratio", expand_ratio, 1)
+        hidden = in_channels * expand_ratio
+        self.use_shortcut = stride == 1 and in_channels == out_channels
+        layers = OrderedDict()
+        if expand_ratio != 1:
+            layers["expand"] = _conv_bn_relu(in_channels, hidden, 1, 1, activation=nn.ReLU6)
+        layers["depthwise"] = _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, activation=nn.ReLU6)
+        layers["project"] = nn.Conv2d(hidden, out_channels, 1, bias=False)
+        layers["project_bn"] = nn.BatchNorm2d(out_channels)  # linear bottleneck: no activation
+        self.layers = nn.Sequential(layers)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        output = self.layers(input)
+        return input + output if self.use_shortcut else output
+
+
+# MobileNetV2's body (Sandler et al., 2018, Table 2): expansion t, output channels c, repeats n, stride s.
+MOBILENET_V2_SETTINGS = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
+
+
+def mobilenet_v2(num_classes=1000) -> nn.Module:
+    """MobileNetV2 at width 1.0 (Sandler et al., 2018, Table 2); returns logits.
+
+    A 3x3 convolution with stride 2 and 32 channels, the inverted residual blocks of
+    ``MOBILENET_V2_SETTINGS`` (the first of each group carries its stride), a 1x1 convolution to 1280
+    channels, global average pooling and a fully connected classifier.
+
+    Example:
+        >>> tuple(mobilenet_v2()(torch.zeros(1, 3, 224, 224)).shape)
+        (1, 1000)
+    """
+    num_classes = _check_int("num_classes", num_classes, 1)
+    layers = OrderedDict(conv1=_conv_bn_relu(3, 32, 3, 2, activation=nn.ReLU6))
+    channels, index = 32, 0
+    for expand_ratio, out_channels, repeats, stride in MOBILENET_V2_SETTINGS:
+        for repeat in range(repeats):
+            index += 1
+            layers[f"block{index}"] = InvertedResidual(channels, out_channels, stride if repeat == 0 else 1,
+                                                       expand_ratio)
+            channels = out_channels
+    layers["conv_last"] = _conv_bn_relu(channels, 1280, 1, 1, activation=nn.ReLU6)
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(layers),
+        pool=nn.AdaptiveAvgPool2d(1),
+        flatten=nn.Flatten(),
+        classifier=nn.Linear(1280, num_classes),
+    ))
 
 
 # ---------------------------------------------------------------------------------------------------
