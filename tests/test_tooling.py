@@ -227,3 +227,11 @@ def test_pages_workflow_uses_the_readme_commands():
     assert runs == readme_commands()[::-1]  # test first, then build, as .ci/run does
     uploads = [step for step in steps if step.get("uses", "").startswith("actions/upload-pages-artifact")]
     assert uploads and uploads[0]["with"]["path"] == "_build/html"
+
+
+def test_execute_stores_one_stream_output_per_print_sequence(tmp_path):
+    path = tmp_path / "streams.ipynb"
+    write_notebook(path, "import sys, time\nprint('a', flush=True)\ntime.sleep(0.2)\nprint('b', flush=True)")
+    assert execute_notebooks.main([str(path)]) == 0
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert len(outputs) == 1 and outputs[0].text == "a\nb\n"

@@ -19,6 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stdout (or stderr) chunks: how a print is split into messages depends on
+    timing, and the stored notebook should not change from run to run because of it."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.output_type == "stream" and previous is not None and previous.output_type == "stream"
+                and previous.name == output.name):
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
+
+
 def execute_one(path: Path) -> tuple[Path, str | None]:
     """Execute one notebook; return (path, None) on success or (path, error report)."""
     original = path.read_text(encoding="utf-8")
@@ -43,6 +57,9 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
         return path, f"{where} raised {error.ename}: {error.evalue}\n--- cell source ---\n{source}"
     except Exception as error:  # a kernel that died, a timeout, ...
         return path, f"{type(error).__name__}: {error}"
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
     text = nbformat.writes(notebook) + "\n"
     if text != original:
         path.write_text(text, encoding="utf-8")
