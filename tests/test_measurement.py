@@ -1,0 +1,63 @@
+"""Tests of prepare_for_inference: same outputs, folded batch norms, the original left alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import dsc_utils as du
+
+
+def randomise_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every batch norm non-trivial statistics and affine parameters, as training would."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.1)
+                module.weight.copy_(torch.randn(n, generator=generator))
+                module.bias.copy_(torch.randn(n, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize("build, batch_norms", [
+    (lambda: du.mobilenet_v1(0.25), 27),
+    (lambda: du.mobilenet_v1(0.25, separable=False), 14),
+    (lambda: du.mobilenet_v2(), 52),
+    (lambda: du.mobilenet_block(8, 16, stride=2), 2),
+])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_same_outputs_with_batch_norms_folded(build, batch_norms, memory_format):
+    torch.manual_seed(0)
+    model = randomise_batch_norms(build()).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    channels = model[0].in_channels if isinstance(model[0], nn.Conv2d) else 3
+    x = torch.randn(2, channels, 64, 64)
+    prepared = du.prepare_for_inference(model, memory_format)
+    assert prepared.folded_batch_norms == batch_norms
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in prepared.modules())
+    assert all(not p.requires_grad for p in prepared.parameters())
+    # the original is untouched: same state, still in training mode
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        expected = model.eval()(x)
+    output = prepared(x)
+    assert torch.allclose(output, expected, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(prepared(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_prepared_weights_use_the_memory_format():
+    prepared = du.prepare_for_inference(du.mobilenet_v1(0.25))
+    conv = prepared.model.features.conv1.conv
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.is_grad_enabled() or prepared(torch.zeros(1, 3, 32, 32)).requires_grad is False
+
+
+def test_prepare_for_inference_bad_arguments():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got 'net'"):
+        du.prepare_for_inference("net")
+    with pytest.raises(ValueError, match="memory_format must be torch.channels_last or torch.contiguous_format"):
+        du.prepare_for_inference(nn.Conv2d(1, 1, 1), memory_format=torch.channels_last_3d)
