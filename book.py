@@ -4,6 +4,7 @@
     python3 book.py build                 # the HTML book, into _build/html
     python3 book.py test [PYTEST_ARGS]    # nbval over every notebook + the unit tests
     python3 book.py execute [NOTEBOOK...] # re-execute notebooks, write their outputs back in place
+    python3 book.py bench [--quick]       # the speed benchmark, into benchmarks/results.json
     python3 book.py lab                   # JupyterLab in the book's environment
 
 Needs only Python 3.11+ and access to the package registries. The environment lives in .venv/ and is
@@ -94,11 +95,16 @@ def execute(args: list[str]) -> int:
     return execute_main(args)
 
 
+def bench(args: list[str]) -> int:
+    """The speed benchmark; writes benchmarks/results.json for the speed chapter."""
+    return subprocess.run([str(PYTHON), str(ROOT / "benchmarks" / "speed.py"), *args], cwd=ROOT).returncode
+
+
 def lab(args: list[str]) -> int:
     return subprocess.run([str(BIN / "jupyter"), "lab", *args], cwd=ROOT).returncode
 
 
-COMMANDS = {"build": build, "test": test, "execute": execute, "lab": lab}
+COMMANDS = {"build": build, "test": test, "execute": execute, "bench": bench, "lab": lab}
 
 
 def main(argv: list[str]) -> int:

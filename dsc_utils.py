@@ -8,7 +8,8 @@ The module reads top to bottom in the book's order:
 4. layers: ``DepthwiseSeparableConv2d`` (a drop-in ``nn.Conv2d``), its 1-D twin, MobileNet's block;
 5. parameters: ``count_params`` and ``param_table``;
 6. networks: MobileNet v1 (and its full-convolution twin) and MobileNetV2, rebuilt from the papers;
-7. measurement: ``prepare_for_inference`` (batch norm folded, channels-last, no autograd);
+7. measurement: ``prepare_for_inference`` (batch norm folded, channels-last, no autograd) and
+   ``time_side_by_side`` (medians of interleaved ``torch.utils.benchmark`` timings);
 8. book helpers: showing this module's own source in the chapters.
 
 Names say what things are (``in_channels``, ``out_channels``, ``kernel_size``, ``output_size``);
@@ -24,6 +25,7 @@ import copy
 import inspect
 import math
 import numbers
+import statistics
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -33,6 +35,7 @@ try:
     from prettytable import PrettyTable
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torch.utils import benchmark
     from torch.utils.flop_counter import FlopCounterMode
 except ModuleNotFoundError as error:  # pragma: no cover - exercised by hand on a bare interpreter
     raise ModuleNotFoundError(
@@ -66,6 +69,7 @@ __all__ = [
     "mobilenet_v2",
     "InferenceModel",
     "prepare_for_inference",
+    "time_side_by_side",
     "show_source",
 ]
 
@@ -939,6 +943,48 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
     for parameter in prepared.parameters():
         parameter.requires_grad_(False)
     return InferenceModel(prepared, memory_format, folded).eval()
+
+
+def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> dict:
+    """Median wall-clock time of each function, measured side by side with ``torch.utils.benchmark``.
+
+    Every function is first called ``warmup`` times; then, ``rounds`` times over, each function in turn is
+    timed with ``Timer.blocked_autorange`` (blocks of calls long enough for the clock, at least
+    ``min_run_time`` seconds), on a fixed number of threads. Interleaving the functions exposes them to
+    the same machine load, so their *ratios* are trustworthy even where the machine is shared and
+    noisy; the median of all blocks is returned for each.
+
+    Args:
+        functions (dict): name -> callable taking no argument.
+        threads (int): ``torch`` intra-op threads for the measurement. Default: 2.
+        rounds (int): how many times each function is timed in turn. Default: 3.
+        min_run_time (float): seconds per ``blocked_autorange``. Default: 0.2.
+        warmup (int): untimed calls before measuring. Default: 3.
+
+    Returns:
+        dict: name -> median seconds per call.
+    """
+    if not isinstance(functions, dict) or not functions or not all(callable(f) for f in functions.values()):
+        raise TypeError(f"functions must be a non-empty dict of callables, got {_describe(functions)}")
+    threads = _check_int("threads", threads, 1)
+    rounds = _check_int("rounds", rounds, 1)
+    warmup = _check_int("warmup", warmup, 0)
+    if isinstance(min_run_time, bool) or not isinstance(min_run_time, numbers.Real) or not min_run_time > 0:
+        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for function in functions.values():
+            for _ in range(warmup):
+                function()
+        times = {name: [] for name in functions}
+        for _ in range(rounds):
+            for name, function in functions.items():
+                timer = benchmark.Timer("f()", globals={"f": function}, num_threads=threads)
+                times[name].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
+    finally:
+        torch.set_num_threads(previous)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
