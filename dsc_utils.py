@@ -21,11 +21,13 @@ out of range raises ``ValueError``, and both messages name the argument and the 
 
 from __future__ import annotations
 
+import ast
 import copy
 import inspect
 import math
 import numbers
 import statistics
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -1005,14 +1007,27 @@ class _Source:
 
 
 def show_source(obj) -> _Source:
-    """The source code of a function or class of this module, for display in a notebook.
+    """The source code of a function, class or constant of this module, for display in a notebook.
 
-    The chapters show the code they explain with this, so the book and the module cannot drift.
+    The chapters show the code they explain with this, so the book and the module cannot drift. A
+    string names a module-level constant: its assignment is shown with the comment lines above it.
 
     Example:
         >>> print(show_source(pointwise_conv_mults).text.splitlines()[0])
         def pointwise_conv_mults(in_channels, out_channels, output_size) -> int:
+        >>> print(show_source("MOBILENET_V1_BLOCKS").text.splitlines()[-1])
+        )
     """
+    if isinstance(obj, str):
+        source = inspect.getsource(sys.modules[__name__])
+        lines = source.splitlines(keepends=True)
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == obj for t in node.targets):
+                start = node.lineno - 1
+                while start > 0 and lines[start - 1].startswith("#"):
+                    start -= 1
+                return _Source("".join(lines[start:node.end_lineno]))
+        raise ValueError(f"obj names no module-level constant of dsc_utils: {obj!r}")
     if not (inspect.isfunction(obj) or inspect.isclass(obj)):
-        raise TypeError(f"obj must be a function or class, got {_describe(obj)}")
+        raise TypeError(f"obj must be a function, a class or a constant's name, got {_describe(obj)}")
     return _Source(inspect.getsource(obj))

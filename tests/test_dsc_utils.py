@@ -281,6 +281,9 @@ def test_show_source_is_the_module_source():
     assert repr(source).startswith("def conv_output_size(")
     assert "return (size + 2 * padding - span) // stride + 1" in source.text
     assert source._repr_markdown_().startswith("```python\n")
+    constant = du.show_source("MOBILENET_V1_BLOCKS").text
+    assert constant.startswith("# MobileNet v1") and "MOBILENET_V1_BLOCKS = (" in constant
+    assert eval(constant.split("= ", 1)[1]) == du.MOBILENET_V1_BLOCKS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,7 +348,8 @@ BAD_INPUTS = [
      "does not fit input with 3 channels"),
     (du.conv2d_by_hand, dict(input=torch.zeros(3, 5, 5), weight=torch.zeros(2, 3, 3, 3), groups=0), ValueError,
      "groups must be positive, got 0"),
-    (du.show_source, dict(obj=42), TypeError, "obj must be a function or class, got 42"),
+    (du.show_source, dict(obj=42), TypeError, "obj must be a function, a class or a constant's name, got 42"),
+    (du.show_source, dict(obj="NO_SUCH_CONSTANT"), ValueError, "obj names no module-level constant of dsc_utils: 'NO_SUCH_CONSTANT'"),
 ]
 
 

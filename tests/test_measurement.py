@@ -61,3 +61,49 @@ def test_prepare_for_inference_bad_arguments():
         du.prepare_for_inference("net")
     with pytest.raises(ValueError, match="memory_format must be torch.channels_last or torch.contiguous_format"):
         du.prepare_for_inference(nn.Conv2d(1, 1, 1), memory_format=torch.channels_last_3d)
+
+
+def test_time_side_by_side_times_every_function_and_restores_threads():
+    calls = {"a": 0, "b": 0}
+
+    def a():
+        calls["a"] += 1
+
+    def b():
+        calls["b"] += 1
+
+    threads = torch.get_num_threads()
+    medians = du.time_side_by_side({"a": a, "b": b}, threads=1, rounds=2, min_run_time=0.01, warmup=2)
+    assert set(medians) == {"a", "b"} and all(m > 0 for m in medians.values())
+    assert calls["a"] > 2 and calls["b"] > 2  # warm-up calls plus the timed blocks
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(functions={}), TypeError, "functions must be a non-empty dict of callables"),
+    (dict(functions={"x": 3}), TypeError, "functions must be a non-empty dict of callables"),
+    (dict(functions={"f": lambda: None}, threads=0), ValueError, "threads must be positive, got 0"),
+    (dict(functions={"f": lambda: None}, rounds=0), ValueError, "rounds must be positive, got 0"),
+    (dict(functions={"f": lambda: None}, warmup=-1), ValueError, "warmup must be at least 0, got -1"),
+    (dict(functions={"f": lambda: None}, min_run_time=0), ValueError, "min_run_time must be a positive number"),
+])
+def test_time_side_by_side_bad_arguments(kwargs, error, message):
+    with pytest.raises(error) as info:
+        du.time_side_by_side(**kwargs)
+    assert message in str(info.value)
+
+
+def test_benchmark_layer_shapes_are_mobilenets():
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "benchmarks"))
+    import speed
+
+    shapes = speed.mobilenet_layer_shapes()
+    assert len(shapes) == 13
+    assert [(s["in_channels"], s["out_channels"], s["stride"], s["input_size"]) for s in shapes][:2] == \
+        [(32, 64, 1, 112), (64, 128, 2, 112)]
+    assert shapes[-1]["input_size"] == shapes[-1]["output_size"] == 7
+    mults = sum(du.separable_conv_mults(s["in_channels"], s["out_channels"], 3, s["output_size"]) for s in shapes)
+    model_mults = sum(c.mults for c in du.layer_costs(du.mobilenet_v1(), torch.zeros(1, 3, 224, 224))
+                      if c.name.startswith("features.block"))
+    assert mults == model_mults
