@@ -10,7 +10,8 @@ The module reads top to bottom in the book's order:
 6. networks: MobileNet v1 (and its full-convolution twin) and MobileNetV2, rebuilt from the papers;
 7. measurement: ``prepare_for_inference`` (batch norm folded, channels-last, no autograd) and
    ``time_side_by_side`` (medians of interleaved ``torch.utils.benchmark`` timings);
-8. book helpers: showing this module's own source in the chapters.
+8. beyond: ``separable_decomposition``, a standard convolution as a sum of separable ones;
+9. book helpers: showing this module's own source in the chapters.
 
 Names say what things are (``in_channels``, ``out_channels``, ``kernel_size``, ``output_size``);
 the book's notation table maps them to the symbols M, N, D_K and D_G used in the formulas.
@@ -72,6 +73,8 @@ __all__ = [
     "InferenceModel",
     "prepare_for_inference",
     "time_side_by_side",
+    "separable_rank_limit",
+    "separable_decomposition",
     "show_source",
 ]
 
@@ -650,13 +653,17 @@ def to_standard_conv(layer):
     m, k, n = layer.in_channels, layer.depth_multiplier, layer.out_channels
     d = depthwise.weight.reshape(m, k, *layer.kernel_size)           # D[m, j, ...]
     p = pointwise.weight.reshape(n, m, k)                            # P[n, m, j]
+    has_bias = depthwise.bias is not None or pointwise.bias is not None
     conv = type(depthwise)(m, n, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                           bias=depthwise.bias is not None, padding_mode=layer.padding_mode,
-                           device=d.device, dtype=d.dtype)
+                           bias=has_bias, padding_mode=layer.padding_mode, device=d.device, dtype=d.dtype)
     with torch.no_grad():
         conv.weight.copy_(torch.einsum("nmj,mj...->nm...", p, d))
-        if conv.bias is not None:
-            conv.bias.copy_(p.reshape(n, m * k) @ depthwise.bias + pointwise.bias)
+        if has_bias:
+            conv.bias.zero_()
+            if depthwise.bias is not None:  # the depthwise bias, mixed by the pointwise weights
+                conv.bias.add_(p.reshape(n, m * k) @ depthwise.bias)
+            if pointwise.bias is not None:
+                conv.bias.add_(pointwise.bias)
     return conv
 
 
@@ -987,6 +994,69 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3
     finally:
         torch.set_num_threads(previous)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 8. Beyond: every convolution is a sum of depthwise separable ones
+# ---------------------------------------------------------------------------------------------------
+
+def separable_rank_limit(conv) -> int:
+    """The rank at which :func:`separable_decomposition` is exact: ``min(out_channels, kernel taps)``."""
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {_describe(conv)}")
+    return min(conv.out_channels, math.prod(conv.kernel_size))
+
+
+def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
+    r"""Rewrite a standard convolution as a sum of ``rank`` depthwise separable convolutions.
+
+    For every input channel m, the slice :math:`W[:, m]` of the kernel, an
+    :math:`N 	imes D_K^2` matrix, has a singular value decomposition
+    :math:`\sum_i \sigma_i u_i v_i^	op`. Term i is a depthwise kernel :math:`v_i` (a
+    :math:`D_K 	imes D_K` filter of channel m) followed by a pointwise column :math:`\sigma_i u_i`.
+    Keeping the ``rank`` largest terms of every channel gives the best approximation of each slice in
+    the Frobenius norm (Eckart-Young); keeping all ``min(N, D_K^2)`` reproduces the convolution.
+    The sum of ``rank`` separable branches is one :class:`DepthwiseSeparableConv2d` with
+    ``depth_multiplier=rank``: its pointwise layer adds the branches up.
+
+    Args:
+        conv (nn.Conv2d): a standard convolution (``groups=1``), with its trained weights and bias.
+        rank (int, optional): separable terms kept per input channel, from 1 to
+            :func:`separable_rank_limit`. Default: that limit (exact).
+
+    Returns:
+        DepthwiseSeparableConv2d with ``depth_multiplier=rank``, the same stride, padding, dilation and
+        padding mode, no depthwise bias, and ``conv``'s bias (if any) as the pointwise bias. At
+        ``rank=1`` it has exactly one depthwise and one pointwise layer's weights, plus the bias.
+
+    Example:
+        >>> conv = nn.Conv2d(8, 16, 3, padding=1)
+        >>> exact = separable_decomposition(conv)
+        >>> x = torch.randn(1, 8, 10, 10)
+        >>> exact.depth_multiplier, bool(torch.allclose(exact(x), conv(x), atol=1e-4))
+        (9, True)
+    """
+    limit = separable_rank_limit(conv)
+    if conv.groups != 1:
+        raise ValueError(f"conv must be a standard convolution (groups=1), got groups={conv.groups}")
+    rank = limit if rank is None else _check_int("rank", rank, 1)
+    if rank > limit:
+        raise ValueError(f"rank must be at most min(out_channels, kernel taps) = {limit} for this conv, got {rank}")
+    n, m = conv.out_channels, conv.in_channels
+    weight = conv.weight.detach()
+    slices = weight.permute(1, 0, 2, 3).reshape(m, n, -1).double()       # A_m = W[:, m] as N x k^2
+    u, sigma, vh = torch.linalg.svd(slices, full_matrices=False)          # batched over input channels
+    depthwise = vh[:, :rank, :]                                           # [m, rank, k^2]
+    pointwise = (u[:, :, :rank] * sigma[:, None, :rank]).permute(1, 0, 2)  # [n, m, rank]
+    layer = DepthwiseSeparableConv2d(m, n, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                                     bias=False, padding_mode=conv.padding_mode, depth_multiplier=rank,
+                                     device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.depthwise.weight.copy_(depthwise.reshape(m * rank, 1, *conv.kernel_size))
+        layer.pointwise.weight.copy_(pointwise.reshape(n, m * rank, 1, 1))
+    if conv.bias is not None:
+        layer.pointwise.bias = nn.Parameter(conv.bias.detach().clone())
+    return layer
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ count, medians of interleaved timings), at batch 1 and at a larger batch:
     `DepthwiseSeparableConv2d`, and the depthwise and pointwise parts alone, in the default
     (contiguous) and the channels-last memory format;
 (b) the whole `mobilenet_v1()` against `mobilenet_v1(separable=False)`: as built (batch norm, default
-    memory format), with batch norm folded, and prepared (`prepare_for_inference`: folded and
-    channels-last), at each thread count asked for.
+    memory format), with batch norm folded, prepared (`prepare_for_inference`: folded and
+    channels-last), and prepared then compiled by `torch.compile` (Inductor, weights frozen, which fuses
+    each convolution with its ReLU; needs a C++ compiler, and is skipped without one), at each thread
+    count asked for.
 
 For every case it prints the theoretical speedup (the ratio of multiplications), the measured speedup
 and realized = measured / theoretical, and writes everything to benchmarks/results.json, which the
@@ -22,6 +24,7 @@ import copy
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -88,6 +91,20 @@ def fold_only(model: nn.Module) -> nn.Module:
     return du.prepare_for_inference(model, memory_format=torch.contiguous_format)
 
 
+def compiled(model: nn.Module) -> nn.Module:
+    """prepare_for_inference, then torch.compile with frozen weights (compiled at the first call)."""
+    import torch._inductor.config
+
+    torch._inductor.config.freezing = True  # constant weights: prepacked, convolution + ReLU fused
+    prepared = du.prepare_for_inference(model)
+    function = torch.compile(prepared.model)
+    return lambda x: function(x.contiguous(memory_format=torch.channels_last))
+
+
+def can_compile() -> bool:
+    return shutil.which("g++") is not None or shutil.which("c++") is not None
+
+
 def network_case(batch: int, variant: str, threads: int, rounds: int, min_run_time: float) -> dict:
     torch.manual_seed(0)
     models = {"separable": du.mobilenet_v1().eval(), "standard": du.mobilenet_v1(separable=False).eval()}
@@ -97,6 +114,8 @@ def network_case(batch: int, variant: str, threads: int, rounds: int, min_run_ti
         models = {name: fold_only(model) for name, model in models.items()}
     elif variant == "prepared":
         models = {name: du.prepare_for_inference(model) for name, model in models.items()}
+    elif variant == "compiled":
+        models = {name: compiled(model) for name, model in models.items()}
     with torch.inference_mode():
         seconds = du.time_side_by_side({name: (lambda model=model: model(x)) for name, model in models.items()},
                                        threads, rounds, min_run_time)
@@ -128,8 +147,8 @@ def main(argv: list[str]) -> int:
 
     plan = [("layer", shape, batch, fmt, t) for t in threads for batch in batches for fmt in FORMATS
             for shape in shapes]
-    plan += [("network", None, batch, variant, t) for t in threads for batch in batches
-             for variant in ("as built", "folded", "prepared")]
+    variants = ("as built", "folded", "prepared") + (("compiled",) if can_compile() else ())
+    plan += [("network", None, batch, variant, t) for t in threads for batch in batches for variant in variants]
     results = {"machine": machine(), "rounds": rounds, "min_run_time": min_run_time, "layers": [], "networks": []}
     start = time.perf_counter()
     for step, (kind, shape, batch, option, t) in enumerate(plan, 1):

@@ -1,0 +1,104 @@
+"""Tests of separable_decomposition: exact at full rank, optimal and monotone below it, bad input."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import dsc_utils as du
+
+
+def relative_weight_error(conv: nn.Conv2d, layer) -> float:
+    with torch.no_grad():
+        approx = du.to_standard_conv(layer).weight
+        return float((approx - conv.weight).norm() / conv.weight.norm())
+
+
+@given(st.integers(1, 6), st.integers(1, 12), st.sampled_from([1, 2, 3, 5]), st.integers(1, 2),
+       st.sampled_from([0, 1, "same"]), st.booleans())
+def test_full_rank_reproduces_the_convolution(in_channels, out_channels, kernel_size, dilation, padding, bias):
+    torch.manual_seed(in_channels * 31 + out_channels)
+    stride = 1 if padding == "same" else 2
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
+    layer = du.separable_decomposition(conv)
+    assert layer.depth_multiplier == min(out_channels, kernel_size**2) == du.separable_rank_limit(conv)
+    x = torch.randn(2, in_channels, 12, 12)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 'same' with an even kernel: PyTorch's performance note
+        assert torch.allclose(layer(x), conv(x), atol=1e-4)
+    assert relative_weight_error(conv, layer) < 1e-5
+
+
+def test_error_falls_monotonically_to_zero_with_rank():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 32, 3, padding=1)
+    errors = [relative_weight_error(conv, du.separable_decomposition(conv, r)) for r in range(1, 10)]
+    assert all(a > b for a, b in zip(errors, errors[1:]))
+    assert errors[0] > 0.3 and errors[-1] < 1e-5
+
+
+def test_rank_r_error_is_the_eckart_young_bound():
+    """Per input channel, the error left at rank r is the root sum of squares of the dropped singular
+    values: no separable layer with r kernels per channel can do better."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(4, 16, 3, bias=False)
+    for rank in (1, 3, 6):
+        approx = du.to_standard_conv(du.separable_decomposition(conv, rank)).weight.detach()
+        for m in range(4):
+            target = conv.weight.detach()[:, m].reshape(16, 9).double()
+            dropped = torch.linalg.svdvals(target)[rank:]
+            error = (approx[:, m].reshape(16, 9).double() - target).norm()
+            assert torch.isclose(error, dropped.norm(), atol=1e-5)
+            for _ in range(5):  # any other separable layer of the same rank is no closer
+                other = du.to_standard_conv(du.DepthwiseSeparableConv2d(4, 16, 3, bias=False, depth_multiplier=rank))
+                assert (other.weight.detach()[:, m].reshape(16, 9).double() - target).norm() >= error - 1e-6
+
+
+def test_a_separable_layer_is_recovered_at_rank_one():
+    torch.manual_seed(2)
+    original = du.DepthwiseSeparableConv2d(6, 10, 3, padding=1, bias=False)
+    conv = du.to_standard_conv(original)
+    layer = du.separable_decomposition(conv, 1)
+    x = torch.randn(1, 6, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), original(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_rank_one_parameters(bias):
+    conv = nn.Conv2d(16, 32, 3, bias=bias)
+    layer = du.separable_decomposition(conv, 1)
+    assert du.count_params(layer) == 16 * 9 + 16 * 32 + (32 if bias else 0)
+    assert layer.depthwise.bias is None
+    assert (layer.pointwise.bias is not None) == bias
+    assert du.count_params(du.separable_decomposition(conv, 4)) == 4 * (16 * 9 + 16 * 32) + (32 if bias else 0)
+
+
+@pytest.mark.parametrize("conv, rank, error, message", [
+    (nn.Conv2d(8, 8, 3, groups=4), None, ValueError, "groups=1), got groups=4"),
+    (nn.Conv2d(8, 8, 3, groups=8), 1, ValueError, "got groups=8"),
+    (nn.Conv2d(4, 16, 3), 0, ValueError, "rank must be positive, got 0"),
+    (nn.Conv2d(4, 16, 3), -1, ValueError, "rank must be positive, got -1"),
+    (nn.Conv2d(4, 16, 3), 10, ValueError, "rank must be at most min(out_channels, kernel taps) = 9 for this conv, got 10"),
+    (nn.Conv2d(4, 5, 3), 6, ValueError, "= 5 for this conv, got 6"),
+    (nn.Conv2d(4, 16, 3), 2.0, TypeError, "rank must be an integer, got 2.0"),
+    (nn.Conv1d(4, 16, 3), None, TypeError, "conv must be an nn.Conv2d, got"),
+    (du.DepthwiseSeparableConv2d(4, 4, 3), None, TypeError, "conv must be an nn.Conv2d, got"),
+])
+def test_bad_input(conv, rank, error, message):
+    with pytest.raises(error) as info:
+        du.separable_decomposition(conv, rank)
+    assert message in str(info.value)
+
+
+def test_to_standard_conv_keeps_a_pointwise_only_bias():
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 7, 3, padding=1)
+    layer = du.separable_decomposition(conv, 2)
+    x = torch.randn(1, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(du.to_standard_conv(layer)(x), layer(x), atol=1e-5)
