@@ -102,3 +102,51 @@ def test_to_standard_conv_keeps_a_pointwise_only_bias():
     x = torch.randn(1, 3, 6, 6)
     with torch.no_grad():
         assert torch.allclose(du.to_standard_conv(layer)(x), layer(x), atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# the digits experiment of the training chapter
+# --------------------------------------------------------------------------------------------------
+
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    x_train, y_train, x_test, y_test = du.load_digits_split()
+    assert x_train.shape == (1347, 1, 8, 8) and x_test.shape == (450, 1, 8, 8)
+    assert 0 <= float(x_train.min()) and float(x_train.max()) <= 1
+    totals = torch.bincount(torch.cat([y_train, y_test]))
+    assert (torch.bincount(y_test) - totals * 0.25).abs().max() <= 1  # stratified: a quarter of every digit
+    again = du.load_digits_split()
+    assert torch.equal(again[1], y_train) and torch.equal(again[2], x_test)
+    train_rows = {tuple(row.tolist()) for row in x_train.flatten(1)}
+    assert sum(tuple(row.tolist()) in train_rows for row in x_test.flatten(1)) < 10  # (a few exact duplicates exist)
+
+
+def test_digits_cnn_twins():
+    x = torch.zeros(2, 1, 8, 8)
+    standard, separable = du.digits_cnn(False), du.digits_cnn(True)
+    assert standard(x).shape == separable(x).shape == (2, 10)
+    assert isinstance(separable.block1.conv, du.DepthwiseSeparableConv2d)
+    assert isinstance(separable.stem.conv, nn.Conv2d) and not isinstance(standard.block1.conv, du.DepthwiseSeparableConv2d)
+    assert du.count_params(separable) < du.count_params(standard) / 3
+    assert du.count_mults(separable, x) < du.count_mults(standard, x) / 3
+
+
+def test_train_digits_is_deterministic_and_learns():
+    data = du.load_digits_split()
+    runs = [du.train_digits(du.digits_cnn(True, width=8), data, epochs=3, seed=5) for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert runs[0]["test_accuracy"][-1] > 0.8 and len(runs[0]["train_loss"]) == 3
+    assert runs[0]["train_loss"][-1] < runs[0]["train_loss"][0]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: du.load_digits_split(test_fraction=1.5), ValueError, "test_fraction must be a number between 0 and 1, got 1.5"),
+    (lambda: du.load_digits_split(seed=-1), ValueError, "seed must be at least 0, got -1"),
+    (lambda: du.digits_cnn(separable="yes"), TypeError, "separable must be True or False, got 'yes'"),
+    (lambda: du.digits_cnn(width=0), ValueError, "width must be positive, got 0"),
+    (lambda: du.train_digits("model", None), TypeError, "model must be a torch.nn.Module"),
+    (lambda: du.train_digits(nn.Linear(1, 1), None, epochs=0), ValueError, "epochs must be positive, got 0"),
+])
+def test_digits_bad_input(call, error, message):
+    with pytest.raises(error) as info:
+        call()
+    assert message in str(info.value)
