@@ -5,6 +5,7 @@
     python3 book.py test [PYTEST_ARGS]    # nbval over every notebook + the unit tests
     python3 book.py execute [NOTEBOOK...] # re-execute notebooks, write their outputs back in place
     python3 book.py bench [--quick]       # the speed benchmark, into benchmarks/results.json
+    python3 book.py browser               # every built page checked in headless Chromium, offline
     python3 book.py lab                   # JupyterLab in the book's environment
 
 Needs only Python 3.11+ and access to the package registries. The environment lives in .venv/ and is
@@ -100,11 +101,20 @@ def bench(args: list[str]) -> int:
     return subprocess.run([str(PYTHON), str(ROOT / "benchmarks" / "speed.py"), *args], cwd=ROOT).returncode
 
 
+def browser(args: list[str]) -> int:
+    """Open every built page in headless Chromium, offline (tests/browser/check_pages.py)."""
+    if not (ROOT / "tests" / "browser" / "node_modules" / "mathjax").exists():
+        npm = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", "tests/browser"], cwd=ROOT)
+        if npm.returncode != 0:
+            fail("npm could not install MathJax for the browser check (tests/browser/package-lock.json)")
+    return subprocess.run([str(PYTHON), str(ROOT / "tests" / "browser" / "check_pages.py"), *args], cwd=ROOT).returncode
+
+
 def lab(args: list[str]) -> int:
     return subprocess.run([str(BIN / "jupyter"), "lab", *args], cwd=ROOT).returncode
 
 
-COMMANDS = {"build": build, "test": test, "execute": execute, "bench": bench, "lab": lab}
+COMMANDS = {"build": build, "test": test, "execute": execute, "bench": bench, "browser": browser, "lab": lab}
 
 
 def main(argv: list[str]) -> int:
