@@ -1112,9 +1112,9 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
     r"""Rewrite a standard convolution as a sum of ``rank`` depthwise separable convolutions.
 
     For every input channel m, the slice :math:`W[:, m]` of the kernel, an
-    :math:`N 	imes D_K^2` matrix, has a singular value decomposition
-    :math:`\sum_i \sigma_i u_i v_i^	op`. Term i is a depthwise kernel :math:`v_i` (a
-    :math:`D_K 	imes D_K` filter of channel m) followed by a pointwise column :math:`\sigma_i u_i`.
+    :math:`N \times D_K^2` matrix, has a singular value decomposition
+    :math:`\sum_i \sigma_i u_i v_i^\top`. Term i is a depthwise kernel :math:`v_i` (a
+    :math:`D_K \times D_K` filter of channel m) followed by a pointwise column :math:`\sigma_i u_i`.
     Keeping the ``rank`` largest terms of every channel gives the best approximation of each slice in
     the Frobenius norm (Eckart-Young); keeping all ``min(N, D_K^2)`` reproduces the convolution.
     The sum of ``rank`` separable branches is one :class:`DepthwiseSeparableConv2d` with

@@ -359,3 +359,12 @@ def test_bad_input_raises_a_clear_error(function, kwargs, error, message):
     with pytest.raises(error) as info:
         function(**kwargs)
     assert message in str(info.value)
+
+
+def test_module_source_has_no_control_characters():
+    """A lost backslash (a tab where \\times was meant) would show up in every chapter that shows the code."""
+    import pathlib
+    import re
+
+    source = pathlib.Path(du.__file__).read_text()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f]", source)
