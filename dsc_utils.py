@@ -1029,8 +1029,9 @@ def digits_cnn(separable=False, width=16) -> nn.Sequential:
     separable, each with batch norm and ReLU) with max pooling, and a linear classifier.
 
     As in MobileNet, the first layer stays a standard convolution in both versions: with one input
-    channel a depthwise separable layer would save nothing. ``width`` is the channel count of the first
-    layer; the blocks have ``2 * width``.
+    channel a depthwise separable layer would still be cheaper, but all its output channels would be
+    multiples of one filtered image (its outputs have rank 1), so it would act as a single filter.
+    ``width`` is the channel count of the first layer; the blocks have ``2 * width``.
     """
     if not isinstance(separable, bool):
         raise TypeError(f"separable must be True or False, got {separable!r}")
