@@ -22,7 +22,7 @@ IDS = [p.name for p in NOTEBOOKS]
 LEAK = re.compile(r"((?:^|(?<=[\s'\"(=]))/(?:[A-Za-z][A-Za-z0-9_.-]*/)+[A-Za-z0-9_.-]+|site-packages|0x[0-9a-fA-F]{6,})",
                   re.M)
 WARNING_TEXT = re.compile(r"\b\w*Warning\b:|warnings\.warn")
-TIMING = re.compile(r"benchmark|Timer\(|perf_counter|timeit|time\.time\(")
+TIMING = re.compile(r"benchmark|Timer\(|perf_counter|timeit|time\.time\(|time_side_by_side|seconds|elapsed")
 NETWORK = re.compile(r"urlopen|urlretrieve|requests\.|http\.client|torch\.hub|load_state_dict_from_url|"
                      r"download\s*=\s*True|hf_hub|from_pretrained|socket\.")
 
