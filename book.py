@@ -86,7 +86,18 @@ def build(args: list[str]) -> int:
 
 
 def test(args: list[str]) -> int:
-    return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT).returncode
+    """pytest (nbval over chapters/ and the unit tests, as pyproject.toml configures it).
+
+    Unless told otherwise (-n, or OMP_NUM_THREADS set), it runs two workers, one per core, each test
+    file on one worker, with one thread per process: two single-threaded kernels side by side finish
+    sooner than one after the other with two threads each fighting for the same two cores.
+    """
+    env = dict(os.environ)
+    parallel = []
+    if not any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
+        parallel = ["-n", "2", "--dist", "loadfile"]
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.run([str(PYTHON), "-m", "pytest", *parallel, *args], cwd=ROOT, env=env).returncode
 
 
 def execute(args: list[str]) -> int:

@@ -148,3 +148,17 @@ def test_chapter_shape(path):
     assert re.search(r"^## Summary", text, re.M), "no Summary section"
     assert re.search(r"^## Exercises", text, re.M), "no Exercises section"
     assert ":class: dropdown" in text, "exercise solutions must be hidden behind a toggle"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_figures_are_numbered_and_captioned(path):
+    """Every figure a cell draws gets a number, a name to reference it by and a caption in the book."""
+    names = []
+    for number, cell in enumerate(code_cells(path), 1):
+        if not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+            continue
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        assert figure.get("caption", "").strip(), f"code cell {number} draws a figure without a caption"
+        assert str(figure.get("name", "")).startswith("fig-"), f"code cell {number}: figure name should start with fig-"
+        names.append(figure["name"])
+    assert len(names) == len(set(names)), "two figures share a name"
