@@ -67,6 +67,7 @@ __all__ = [
     "count_params",
     "param_table",
     "MOBILENET_V1_BLOCKS",
+    "mobilenet_v1_layer_shapes",
     "mobilenet_v1",
     "InvertedResidual",
     "MOBILENET_V2_SETTINGS",
@@ -739,6 +740,27 @@ MOBILENET_V1_BLOCKS = (
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
     (1024, 2), (1024, 1),
 )
+
+
+def mobilenet_v1_layer_shapes(resolution=224) -> list[dict]:
+    """The 13 depthwise separable layers of MobileNet v1 at a given input size, as plain numbers.
+
+    Returns one dict per block: ``index`` (1 to 13), ``in_channels`` (M), ``out_channels`` (N),
+    ``stride`` (s), ``input_size`` (D_F) and ``output_size`` (D_G), all with 3x3 kernels and padding 1.
+
+    Example:
+        >>> mobilenet_v1_layer_shapes()[1]
+        {'index': 2, 'in_channels': 64, 'out_channels': 128, 'stride': 2, 'input_size': 112, 'output_size': 56}
+    """
+    resolution = _check_int("resolution", resolution, 1)
+    shapes, channels = [], 32
+    size = conv_output_size(resolution, 3, stride=2, padding=1)       # after the first, full convolution
+    for index, (out_channels, stride) in enumerate(MOBILENET_V1_BLOCKS, 1):
+        output = conv_output_size(size, 3, stride=stride, padding=1)
+        shapes.append(dict(index=index, in_channels=channels, out_channels=out_channels, stride=stride,
+                           input_size=size, output_size=output))
+        channels, size = out_channels, output
+    return shapes
 
 
 def _check_multiplier(name: str, value) -> float:

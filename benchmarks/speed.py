@@ -20,7 +20,6 @@ speed chapter reads. Options: --quick (shorter timings, for a smoke test), --thr
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -37,18 +36,6 @@ import dsc_utils as du
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-
-
-def mobilenet_layer_shapes(resolution: int = 224) -> list[dict]:
-    """The 13 depthwise separable layers of MobileNet v1: channels, stride, input and output side."""
-    shapes, channels = [], 32
-    size = du.conv_output_size(resolution, 3, stride=2, padding=1)
-    for index, (out_channels, stride) in enumerate(du.MOBILENET_V1_BLOCKS, 1):
-        output = du.conv_output_size(size, 3, stride=stride, padding=1)
-        shapes.append(dict(index=index, in_channels=channels, out_channels=out_channels, stride=stride,
-                           input_size=size, output_size=output))
-        channels, size = out_channels, output
-    return shapes
 
 
 def layer_case(shape: dict, batch: int, memory_format: str, threads: int, rounds: int, min_run_time: float) -> dict:
@@ -143,7 +130,7 @@ def main(argv: list[str]) -> int:
     threads = [int(t) for t in args.threads.split(",")]
     rounds, min_run_time = (1, 0.02) if args.quick else (3, 0.2)
     batches = [1, args.batch]
-    shapes = mobilenet_layer_shapes()
+    shapes = du.mobilenet_v1_layer_shapes()
 
     plan = [("layer", shape, batch, fmt, t) for t in threads for batch in batches for fmt in FORMATS
             for shape in shapes]

@@ -93,12 +93,8 @@ def test_time_side_by_side_bad_arguments(kwargs, error, message):
     assert message in str(info.value)
 
 
-def test_benchmark_layer_shapes_are_mobilenets():
-    import sys
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "benchmarks"))
-    import speed
-
-    shapes = speed.mobilenet_layer_shapes()
+def test_layer_shapes_are_mobilenets():
+    shapes = du.mobilenet_v1_layer_shapes()
     assert len(shapes) == 13
     assert [(s["in_channels"], s["out_channels"], s["stride"], s["input_size"]) for s in shapes][:2] == \
         [(32, 64, 1, 112), (64, 128, 2, 112)]
@@ -107,3 +103,6 @@ def test_benchmark_layer_shapes_are_mobilenets():
     model_mults = sum(c.mults for c in du.layer_costs(du.mobilenet_v1(), torch.zeros(1, 3, 224, 224))
                       if c.name.startswith("features.block"))
     assert mults == model_mults
+    assert du.mobilenet_v1_layer_shapes(160)[-1]["output_size"] == 5
+    with pytest.raises(ValueError, match="resolution must be positive, got 0"):
+        du.mobilenet_v1_layer_shapes(0)
