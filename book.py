@@ -3,13 +3,16 @@
 
     python3 book.py build                 # the HTML book, into _build/html
     python3 book.py test [PYTEST_ARGS]    # nbval over every notebook + the unit tests
+    python3 book.py test --cpus           # the same on three emulated CPUs, at 1 and default threads
+    python3 book.py test --cpu sse4       # the same on one emulated CPU (native, avx2 or sse4)
     python3 book.py execute [NOTEBOOK...] # re-execute notebooks, write their outputs back in place
     python3 book.py bench [--quick]       # the speed benchmark, into benchmarks/results.json
     python3 book.py browser               # every built page checked in headless Chromium, offline
     python3 book.py lab                   # JupyterLab in the book's environment
 
 Needs only Python 3.11+ and access to the package registries. The environment lives in .venv/ and is
-(re)installed from requirements.txt whenever that file or pyproject.toml changes.
+(re)installed from requirements.txt whenever that file or pyproject.toml changes. On Linux, set
+TORCH_INDEX_URL (for example to PyTorch's CPU-only index) to install torch from there first.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -26,6 +30,9 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".book-requirements.sha256"
 USAGE = __doc__.split("\n\n")[1]
+MINIMUM_PYTHON = (3, 11)           # every pin installs on 3.11.0 and newer (tools/check_pins.py)
+sys.path.insert(0, str(ROOT / "tools"))
+from kernel_env import CPU_SETTINGS, kernel_environment  # noqa: E402  (standard library only)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -46,8 +53,9 @@ def requirements_digest() -> str:
 
 def ensure_environment() -> None:
     """Create .venv if it is missing and install requirements.txt if it changed since last time."""
-    if sys.version_info < (3, 11):
-        fail(f"Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
+    if sys.version_info < MINIMUM_PYTHON:
+        fail(f"Python {'.'.join(map(str, MINIMUM_PYTHON))} or newer is needed, this is "
+             f"{sys.version.split()[0]} ({sys.executable}); nothing was installed")
     if not PYTHON.exists():
         print(f"book.py: creating the environment in {VENV.name}/ (once)", flush=True)
         try:
@@ -59,6 +67,12 @@ def ensure_environment() -> None:
         return
     print("book.py: installing the pinned requirements into .venv/ (this takes a minute)", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+    index = os.environ.get("TORCH_INDEX_URL")
+    if index:  # e.g. PyTorch's CPU-only index on Linux, instead of the registry's large CUDA build
+        torch_pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines()
+                         if line.startswith("torch=="))
+        if subprocess.run([*pip, torch_pin, "--index-url", index], cwd=ROOT).returncode != 0:
+            fail(f"pip could not install {torch_pin} from TORCH_INDEX_URL={index}")
     result = subprocess.run([*pip, "-r", "requirements.txt"], cwd=ROOT)
     if result.returncode != 0:
         fail("pip could not install requirements.txt (see its message above); nothing was built or tested")
@@ -76,7 +90,8 @@ def in_environment() -> bool:
 def build(args: list[str]) -> int:
     """Build the HTML book; warnings are errors; every notebook executes (cached by content)."""
     command = [str(BIN / "jupyter-book"), "build", "-W", "-n", "--keep-going", *args, "."]
-    result = subprocess.run(command, cwd=ROOT)
+    # the notebooks run in the kernels' environment of the tests (tools/kernel_env.py)
+    result = subprocess.run(command, cwd=ROOT, env=kernel_environment())
     if result.returncode != 0:
         # a failing cell is reported above by myst-nb: the notebook's path, the cell's source, the traceback
         print("book.py: the book build FAILED (its messages are above)", file=sys.stderr)
@@ -91,13 +106,53 @@ def test(args: list[str]) -> int:
     Unless told otherwise (-n, or OMP_NUM_THREADS set), it runs two workers, one per core, each test
     file on one worker, with one thread per process: two single-threaded kernels side by side finish
     sooner than one after the other with two threads each fighting for the same two cores.
+
+    ``--cpu NAME`` runs the tests as on an older CPU (tools/kernel_env.py: PyTorch, oneDNN and MKL
+    capped at an instruction set); ``--cpus`` runs every CPU setting at one thread and at the default
+    thread count, and prints the matrix.
     """
-    env = dict(os.environ)
+    if "--cpus" in args:
+        rest = [a for a in args if a != "--cpus"]
+        return cpu_matrix(rest)
+    setting = "native"
+    if "--cpu" in args:
+        at = args.index("--cpu")
+        if at + 1 >= len(args) or args[at + 1] not in CPU_SETTINGS:
+            fail(f"--cpu needs one of {', '.join(CPU_SETTINGS)}")
+        setting = args[at + 1]
+        args = args[:at] + args[at + 2:]
+    env = dict(os.environ, **CPU_SETTINGS[setting])
+    return run_pytest(args, env)
+
+
+def run_pytest(args: list[str], env: dict) -> int:
     parallel = []
     if not any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
         parallel = ["-n", "2", "--dist", "loadfile"]
         env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run([str(PYTHON), "-m", "pytest", *parallel, *args], cwd=ROOT, env=env).returncode
+
+
+def cpu_matrix(args: list[str]) -> int:
+    """Every CPU setting, at one thread and at the libraries' default thread count."""
+    results = []
+    for setting, variables in CPU_SETTINGS.items():
+        for threads in ("1", "default"):
+            env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+            env.update(variables)
+            if threads == "1":
+                env["OMP_NUM_THREADS"] = "1"
+            print(f"book.py: tests on CPU setting {setting!r}, threads {threads} "
+                  f"({' '.join(f'{k}={v}' for k, v in variables.items()) or 'no cap'})", flush=True)
+            start = time.perf_counter()
+            parallel = [] if any(a.startswith(("-n", "--numprocesses")) for a in args) else ["-n", "2", "--dist", "loadfile"]
+            code = subprocess.run([str(PYTHON), "-m", "pytest", "-q", *parallel, *args], cwd=ROOT, env=env).returncode
+            results.append((setting, threads, code, time.perf_counter() - start))
+    print("\nbook.py: the CPU matrix")
+    print(f"{'setting':10} {'threads':8} {'result':8} {'time':>8}")
+    for setting, threads, code, seconds in results:
+        print(f"{setting:10} {threads:8} {'passed' if code == 0 else 'FAILED':8} {seconds:7.1f}s")
+    return 0 if all(code == 0 for _, _, code, _ in results) else 1
 
 
 def execute(args: list[str]) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,14 @@ if _missing:
         returncode=4,
     )
 
-# Every kernel nbval starts loads tests/ipython/profile_default/startup/, which forbids network access.
-os.environ["IPYTHONDIR"] = str(ROOT / "tests" / "ipython")
-# Kernels inherit this environment: fix hash randomisation so set and dict orders never vary.
-os.environ.setdefault("PYTHONHASHSEED", "0")
+# Every kernel nbval starts inherits the book's kernel environment (tools/kernel_env.py, shared with
+# `book.py execute` and `book.py build`): the network guard of tests/ipython, a fixed hash seed. The
+# thread count is left as the caller set it: the outputs are the same at any thread count.
+sys.path.insert(0, str(ROOT / "tools"))
+from kernel_env import apply_to_this_process  # noqa: E402
+
+apply_to_this_process(threads=None)
+del sys.path[0]
 
 from hypothesis import settings  # noqa: E402
 

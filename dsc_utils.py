@@ -12,7 +12,11 @@ The module reads top to bottom in the book's order:
    ``time_side_by_side`` (medians of interleaved ``torch.utils.benchmark`` timings);
 8. beyond: a small digits experiment (``load_digits_split``, ``digits_cnn``, ``train_digits``) and
    ``separable_decomposition``, a standard convolution as a sum of separable ones;
-9. book helpers: showing this module's own source in the chapters.
+9. runtimes: the same model in ONNX Runtime;
+10. Keras: its layers and applications converted to PyTorch;
+11. beyond inference: training cost and int8 quantization;
+12. drawing: one colour per kind of layer (``LAYER_COLORS``) and the chapters' figures;
+13. book helpers: showing this module's own source in the chapters.
 
 Names say what things are (``in_channels``, ``out_channels``, ``kernel_size``, ``output_size``);
 the book's notation table maps them to the symbols M, N, D_K and D_G used in the formulas.
@@ -80,6 +84,8 @@ __all__ = [
     "train_digits",
     "separable_rank_limit",
     "separable_decomposition",
+    "LAYER_COLORS",
+    "layer_color",
     "show_source",
 ]
 
@@ -1026,38 +1032,61 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3
 # 8. Beyond: does it learn as well, and every convolution as a sum of separable ones
 # ---------------------------------------------------------------------------------------------------
 
-def load_digits_split(test_fraction=0.25, seed=0):
+def load_digits_split(test_fraction=0.25, seed=0, dtype=torch.float64):
     """scikit-learn's bundled UCI handwritten digits (1,797 images, 8x8, nothing downloaded), split once.
 
-    Returns ``(x_train, y_train, x_test, y_test)``: images as float32 tensors of shape (n, 1, 8, 8)
-    scaled to [0, 1], labels as int64 tensors. The split is stratified by digit and fixed by ``seed``.
+    The images are in float64 by default: the digits experiment computes in double precision so that
+    training gives the same printed results on every CPU (see the training chapter).
+
+    Args:
+        test_fraction (float): share of the images kept for testing, strictly between 0 and 1.
+            Default: 0.25.
+        seed (int): seed of the stratified split (0 or more). Default: 0.
+        dtype (torch.dtype): floating-point type of the images. Default: ``torch.float64``.
+
+    Shape:
+        ``x_train``: (n_train, 1, 8, 8), ``y_train``: (n_train,), likewise for the test set.
+
+    Returns:
+        tuple: ``(x_train, y_train, x_test, y_test)``: images scaled to [0, 1] (``dtype``), labels as
+        int64 tensors. The split is stratified by digit and fixed by ``seed``.
+
+    Raises:
+        ValueError: ``test_fraction`` outside (0, 1), a negative ``seed``, or a ``dtype`` that is not
+            a floating-point type.
+        TypeError: ``seed`` not an integer.
     """
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be a number between 0 and 1, got {test_fraction!r}")
     seed = _check_int("seed", seed, 0)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = torch.tensor(digits.images, dtype=dtype).unsqueeze(1) / 16.0
     labels = torch.tensor(digits.target, dtype=torch.int64)
     train, test = train_test_split(range(len(labels)), test_size=test_fraction, random_state=seed,
                                    stratify=digits.target)
     return images[train], labels[train], images[test], labels[test]
 
 
-def digits_cnn(separable=False, width=16) -> nn.Sequential:
+def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
     """A small CNN for 8x8 digits: a standard 3x3 convolution, then two 3x3 blocks (standard or depthwise
     separable, each with batch norm and ReLU) with max pooling, and a linear classifier.
 
     As in MobileNet, the first layer stays a standard convolution in both versions: with one input
     channel a depthwise separable layer would still be cheaper, but all its output channels would be
     multiples of one filtered image (its outputs have rank 1), so it would act as a single filter.
-    ``width`` is the channel count of the first layer; the blocks have ``2 * width``.
+    ``width`` is the channel count of the first layer; the blocks have ``2 * width``. The parameters
+    are float64 by default, like the images of :func:`load_digits_split`.
     """
     if not isinstance(separable, bool):
         raise TypeError(f"separable must be True or False, got {separable!r}")
     width = _check_int("width", width, 1)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
 
     def block(in_channels, out_channels):
         if separable:
@@ -1075,22 +1104,45 @@ def digits_cnn(separable=False, width=16) -> nn.Sequential:
         pool2=nn.MaxPool2d(2),                      # 4x4 -> 2x2
         flatten=nn.Flatten(),
         classifier=nn.Linear(2 * width * 4, 10),
-    ))
+    )).to(dtype)
 
 
 def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, seed=0) -> dict:
     """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum 0.9, cosine schedule) and
     return its history: per epoch the training loss, training accuracy and test accuracy.
 
-    Deterministic for a given seed and thread count: the seed fixes the initial weights and the order
-    of the mini-batches. The model is left in evaluation mode.
+    Reproducible on every CPU: the seed fixes the initial weights and the order of the mini-batches,
+    and the model is trained in the floating-point type of the images (float64 from
+    :func:`load_digits_split`), whose rounding differences between CPUs stay far below the printed
+    digits. The model is converted to that type and left in evaluation mode.
+
+    Args:
+        model (nn.Module): the network (its weights are re-initialised from ``seed``).
+        data (tuple): ``(x_train, y_train, x_test, y_test)`` as returned by :func:`load_digits_split`.
+        epochs (int): passes over the training images. Default: 12.
+        batch_size (int): images per SGD step. Default: 64.
+        lr (float): initial learning rate. Default: 0.05.
+        weight_decay (float): L2 penalty on every parameter. Default: 5e-4.
+        seed (int): seed of the initial weights and of the batch order. Default: 0.
+
+    Returns:
+        dict: ``train_loss``, ``train_accuracy`` and ``test_accuracy``, one float per epoch
+        (accuracies as fractions).
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module`` or an integer argument of the wrong type.
+        ValueError: a non-positive ``epochs`` or ``batch_size``, a negative ``seed``, or ``data``
+            not four tensors.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
+    if not (isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(d, torch.Tensor) for d in data)):
+        raise ValueError(f"data must be (x_train, y_train, x_test, y_test) tensors, got {_describe(data)}")
     x_train, y_train, x_test, y_test = data
+    model.to(x_train.dtype)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     for module in model.modules():  # initial weights drawn from the seed
@@ -1181,6 +1233,61 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
     if conv.bias is not None:
         layer.pointwise.bias = nn.Parameter(conv.bias.detach().clone())
     return layer
+
+
+# ---------------------------------------------------------------------------------------------------
+# 9. Runtimes: the same model in ONNX Runtime (speed chapter)
+# ---------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------
+# 10. Keras: its layers and applications in PyTorch
+# ---------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------
+# 11. Beyond inference: training cost and int8 quantization
+# ---------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------
+# 12. Drawing: one colour per kind of layer across the book, and the chapters' figures
+# ---------------------------------------------------------------------------------------------------
+
+#: One colour per kind of layer, used by every figure of the book (Okabe-Ito, colour-blind safe).
+LAYER_COLORS = {
+    "standard": "#0072B2",     # blue: a standard (full) convolution
+    "depthwise": "#E69F00",    # orange: a depthwise convolution
+    "pointwise": "#009E73",    # green: a pointwise (1x1) convolution
+    "separable": "#CC79A7",    # purple: a depthwise separable pair taken as a whole
+    "linear": "#999999",       # grey: a fully connected layer
+    "other": "#56B4E9",        # light blue: batch norm, activations, pooling, data movement
+}
+
+
+def layer_color(kind) -> str:
+    """The book's colour for a kind of layer (a key of :data:`LAYER_COLORS`).
+
+    Args:
+        kind (str): ``'standard'``, ``'depthwise'``, ``'pointwise'``, ``'separable'``, ``'linear'`` or
+            ``'other'``.
+
+    Returns:
+        str: a hex colour for matplotlib.
+
+    Raises:
+        TypeError: ``kind`` is not a string.
+        ValueError: ``kind`` is not one of the kinds above.
+
+    Example:
+        >>> layer_color("depthwise")
+        '#E69F00'
+    """
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a string, got {_describe(kind)}")
+    if kind not in LAYER_COLORS:
+        raise ValueError(f"kind must be one of {', '.join(LAYER_COLORS)}, got {kind!r}")
+    return LAYER_COLORS[kind]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Re-execute notebooks and write their outputs back in place (``python3 book.py execute``).
 
-Each notebook runs in a fresh kernel started in its own folder, exactly as nbval and the book build
-run it. A notebook is written back only if every cell succeeded; on a failure the file is left
+Each notebook runs in a fresh kernel started in its own folder, in the environment nbval gives its
+kernels (tools/kernel_env.py: the network guard, the hash seed, one thread), so the outputs written
+here are the outputs the tests compare. A notebook is written back only if every cell succeeded; on a failure the file is left
 untouched, the notebook, the cell and the error are reported, and the command exits with 1.
 Notebooks run two at a time (one per core of the machine the book targets).
 """
@@ -14,23 +15,13 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kernel_env import apply_to_this_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
-
-
-def coalesce_streams(outputs: list) -> list:
-    """Merge consecutive stdout (or stderr) chunks: how a print is split into messages depends on
-    timing, and the stored notebook should not change from run to run because of it."""
-    merged = []
-    for output in outputs:
-        previous = merged[-1] if merged else None
-        if (output.output_type == "stream" and previous is not None and previous.output_type == "stream"
-                and previous.name == output.name):
-            previous.text += output.text
-        else:
-            merged.append(output)
-    return merged
 
 
 def execute_one(path: Path) -> tuple[Path, str | None]:
@@ -57,9 +48,8 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
         return path, f"{where} raised {error.ename}: {error.evalue}\n--- cell source ---\n{source}"
     except Exception as error:  # a kernel that died, a timeout, ...
         return path, f"{type(error).__name__}: {error}"
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = coalesce_streams(cell.outputs)
+    # how a print is split into stream messages depends on timing: merge them, as nbval compares them
+    notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
     text = nbformat.writes(notebook) + "\n"
     if text != original:
         path.write_text(text, encoding="utf-8")
@@ -72,6 +62,7 @@ def main(args: list[str]) -> int:
     if missing:
         print(f"execute: not a notebook: {', '.join(str(p) for p in missing)}", file=sys.stderr)
         return 2
+    apply_to_this_process(threads="1")  # the worker processes and their kernels inherit it
     failures = 0
     with ProcessPoolExecutor(max_workers=min(2, len(paths))) as pool:
         for path, problem in pool.map(execute_one, paths):

@@ -1,0 +1,45 @@
+"""The environment every notebook kernel of the book runs in, wherever it is started.
+
+nbval (through conftest.py), ``book.py execute`` and ``book.py build`` all start their kernels with
+these variables, so the outputs that ``book.py execute`` writes are the outputs the tests compare:
+
+- ``IPYTHONDIR`` points at tests/ipython, whose startup file installs the network guard (a cell that
+  tries to reach the network fails);
+- ``PYTHONHASHSEED=0`` fixes the order of sets and dicts of strings;
+- ``OMP_NUM_THREADS=1`` (unless already set) is the thread setting of ``book.py test``. The book's
+  outputs are the same at any thread count; the setting only makes the runs comparable.
+
+This module also names the CPU settings of the portability matrix (``book.py test --cpus``): capping
+the instruction sets that PyTorch (ATen), oneDNN and MKL may use makes this machine pick the kernels an
+older CPU would, whose float32 results differ in the last bits.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IPYTHONDIR = ROOT / "tests" / "ipython"
+
+# name -> the variables that cap the instruction sets (empty: whatever this CPU has)
+CPU_SETTINGS = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "sse4": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
+
+
+def kernel_environment(base: dict | None = None, threads: str | None = "1") -> dict:
+    """A copy of ``base`` (default: os.environ) with the kernels' settings; ``threads=None`` leaves the
+    thread count to the libraries' default."""
+    env = dict(os.environ if base is None else base)
+    env["IPYTHONDIR"] = str(IPYTHONDIR)
+    env.setdefault("PYTHONHASHSEED", "0")
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", threads)
+    return env
+
+
+def apply_to_this_process(threads: str | None = None) -> None:
+    """Set the kernels' variables in os.environ, so that every kernel started from here inherits them."""
+    os.environ.update(kernel_environment(threads=threads))
