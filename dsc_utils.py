@@ -71,17 +71,20 @@ __all__ = [
     "count_params",
     "param_table",
     "MOBILENET_V1_BLOCKS",
+    "MOBILENET_PAPER_TABLE_4",
     "mobilenet_v1_layer_shapes",
     "mobilenet_v1",
     "InvertedResidual",
     "MOBILENET_V2_SETTINGS",
     "mobilenet_v2",
+    "randomize_batch_norms",
     "InferenceModel",
     "prepare_for_inference",
     "time_side_by_side",
     "load_digits_split",
     "digits_cnn",
     "train_digits",
+    "kernel_slices",
     "separable_rank_limit",
     "separable_decomposition",
     "LAYER_COLORS",
@@ -748,6 +751,15 @@ MOBILENET_V1_BLOCKS = (
 )
 
 
+# Table 4 of Howard et al. (2017), as published: ImageNet top-1 accuracy (%), mult-adds (millions) and
+# parameters (millions) of the network with full convolutions and of MobileNet, both at width 1.0
+# and resolution 224. Typed from the paper, never recomputed: the chapters compare them with counts.
+MOBILENET_PAPER_TABLE_4 = {
+    "Conv MobileNet": {"top1": 71.7, "mult_adds_millions": 4866, "params_millions": 29.3},
+    "MobileNet": {"top1": 70.6, "mult_adds_millions": 569, "params_millions": 4.2},
+}
+
+
 def mobilenet_v1_layer_shapes(resolution=224) -> list[dict]:
     """The 13 depthwise separable layers of MobileNet v1 at a given input size, as plain numbers.
 
@@ -936,6 +948,47 @@ def _fold_batch_norms(module: nn.Module) -> int:
         elif child is not None:
             folded += _fold_batch_norms(child)
     return folded
+
+
+def randomize_batch_norms(model, seed=0):
+    """Give every batch norm of ``model`` random running statistics and affine parameters, in place.
+
+    A freshly built network's batch norms are identities (mean 0, variance 1, scale 1, shift 0), so
+    folding them changes nothing and a test of folding would prove nothing. Random values make the
+    test meaningful. Running means ~ 0.1 N(0, 1), variances in [0.5, 2], scales in [0.5, 1.5],
+    shifts ~ 0.1 N(0, 1), drawn from a generator seeded with ``seed``.
+
+    Args:
+        model (nn.Module): the model; its ``BatchNorm1d/2d/3d`` modules are changed.
+        seed (int): seed of the random values (0 or more). Default: 0.
+
+    Returns:
+        nn.Module: ``model`` itself.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``seed`` not an integer.
+        ValueError: ``seed`` is negative.
+
+    Example:
+        >>> bn = randomize_batch_norms(nn.BatchNorm2d(4))
+        >>> bool(bn.running_var.min() >= 0.5)
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    seed = _check_int("seed", seed, 0)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                shape = (layer.num_features,)
+                if layer.running_mean is not None:
+                    layer.running_mean.copy_(0.1 * torch.randn(shape, generator=generator))
+                    layer.running_var.copy_(0.5 + 1.5 * torch.rand(shape, generator=generator))
+                if layer.affine:
+                    layer.weight.copy_(0.5 + torch.rand(shape, generator=generator))
+                    layer.bias.copy_(0.1 * torch.randn(shape, generator=generator))
+    return model
 
 
 class InferenceModel(nn.Module):
@@ -1176,6 +1229,40 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     return history
 
 
+def kernel_slices(weight) -> torch.Tensor:
+    r"""Every input channel's slice of a convolution kernel, as a matrix: the :math:`A_m` of the book.
+
+    For a kernel ``W`` of shape ``(N, M, *kernel)``, slice ``m`` is the :math:`N \times D_K^2` matrix
+    whose row ``n`` is the filter ``W[n, m]`` flattened. Its rank is 1 for every slice of a depthwise
+    separable layer's equivalent kernel (the PyTorch-layer chapter) and at most ``min(N, D_K^2)`` in
+    general (the decomposition chapter); ``torch.linalg.svdvals(kernel_slices(w))`` gives every
+    slice's singular values at once.
+
+    Args:
+        weight (Tensor): a standard convolution's kernel, ``(out_channels, in_channels, *kernel_size)``.
+
+    Shape:
+        Output: ``(in_channels, out_channels, prod(kernel_size))``, in ``weight``'s dtype, detached.
+
+    Returns:
+        Tensor: the M slices stacked.
+
+    Raises:
+        TypeError: ``weight`` is not a tensor.
+        ValueError: ``weight`` has fewer than 3 dimensions.
+
+    Example:
+        >>> tuple(kernel_slices(torch.zeros(32, 16, 3, 3)).shape)
+        (16, 32, 9)
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a tensor, got {_describe(weight)}")
+    if weight.dim() < 3:
+        raise ValueError(f"weight must be (out_channels, in_channels, *kernel_size), got {_describe(weight)}")
+    n, m = weight.shape[:2]
+    return weight.detach().transpose(0, 1).reshape(m, n, -1)
+
+
 def separable_rank_limit(conv) -> int:
     """The rank at which :func:`separable_decomposition` is exact: ``min(out_channels, kernel taps)``."""
     if not isinstance(conv, nn.Conv2d):
@@ -1220,7 +1307,7 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
         raise ValueError(f"rank must be at most min(out_channels, kernel taps) = {limit} for this conv, got {rank}")
     n, m = conv.out_channels, conv.in_channels
     weight = conv.weight.detach()
-    slices = weight.permute(1, 0, 2, 3).reshape(m, n, -1).double()       # A_m = W[:, m] as N x k^2
+    slices = kernel_slices(weight).double()                               # A_m = W[:, m] as N x k^2
     u, sigma, vh = torch.linalg.svd(slices, full_matrices=False)          # batched over input channels
     depthwise = vh[:, :rank, :]                                           # [m, rank, k^2]
     pointwise = (u[:, :, :rank] * sigma[:, None, :rank]).permute(1, 0, 2)  # [n, m, rank]
@@ -1307,11 +1394,26 @@ class _Source:
         return f"```python\n{self.text}```\n"
 
 
-def show_source(obj) -> _Source:
+def show_source(obj, start=None, stop=None) -> _Source:
     """The source code of a function, class or constant of this module, for display in a notebook.
 
     The chapters show the code they explain with this, so the book and the module cannot drift. A
     string names a module-level constant: its assignment is shown with the comment lines above it.
+    ``start`` and ``stop`` show an excerpt of a function or class instead of all of it: its signature,
+    then the lines from the first one containing ``start`` up to (not including) the first later
+    one containing ``stop``, with ``...`` where lines are left out (the argument checks, say).
+
+    Args:
+        obj: a function or class of this module, or the name of a module-level constant.
+        start (str, optional): text of the first line of the excerpt.
+        stop (str, optional): text of the first line after the excerpt. Default: to the end.
+
+    Returns:
+        an object that renders as a highlighted Python block (its ``text`` is the source).
+
+    Raises:
+        TypeError: ``obj`` is not a function, class or string, or ``start``/``stop`` not strings.
+        ValueError: no such constant, or ``start``/``stop`` not found in the source.
 
     Example:
         >>> print(show_source(pointwise_conv_mults).text.splitlines()[0])
@@ -1319,16 +1421,38 @@ def show_source(obj) -> _Source:
         >>> print(show_source("MOBILENET_V1_BLOCKS").text.splitlines()[-1])
         )
     """
+    for name, value in (("start", start), ("stop", stop)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string or None, got {_describe(value)}")
     if isinstance(obj, str):
         source = inspect.getsource(sys.modules[__name__])
         lines = source.splitlines(keepends=True)
         for node in ast.parse(source).body:
             if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == obj for t in node.targets):
-                start = node.lineno - 1
-                while start > 0 and lines[start - 1].startswith("#"):
-                    start -= 1
-                return _Source("".join(lines[start:node.end_lineno]))
+                begin = node.lineno - 1
+                while begin > 0 and lines[begin - 1].startswith("#"):
+                    begin -= 1
+                return _Source("".join(lines[begin:node.end_lineno]))
         raise ValueError(f"obj names no module-level constant of dsc_utils: {obj!r}")
     if not (inspect.isfunction(obj) or inspect.isclass(obj)):
         raise TypeError(f"obj must be a function, a class or a constant's name, got {_describe(obj)}")
-    return _Source(inspect.getsource(obj))
+    source = inspect.getsource(obj)
+    if start is None and stop is None:
+        return _Source(source)
+    lines = source.splitlines(keepends=True)
+    node = ast.parse(source).body[0]
+    signature_end = node.body[0].lineno - 1          # the signature ends where the body begins
+    first = signature_end if start is None else _line_containing(lines, start, signature_end, "start")
+    last = len(lines) if stop is None else _line_containing(lines, stop, first + 1, "stop")
+    indent = " " * (len(lines[first]) - len(lines[first].lstrip()))
+    shown = lines[:signature_end] + ([f"{indent}...\n"] if first > signature_end else []) + lines[first:last]
+    if last < len(lines):
+        shown.append(f"{indent}...\n")
+    return _Source("".join(shown))
+
+
+def _line_containing(lines: list[str], text: str, begin: int, name: str) -> int:
+    for number in range(begin, len(lines)):
+        if text in lines[number]:
+            return number
+    raise ValueError(f"{name}={text!r} is not in the source (after line {begin + 1})")
