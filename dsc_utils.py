@@ -814,8 +814,9 @@ def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.M
             output channels. Default: True.
 
     Shape:
-        - Input: :math:`(B, 3, H, W)`; the paper's resolutions are 224, 192, 160 and 128
-          (its resolution multiplier rho is simply the input size).
+        - Input: :math:`(B, 3, H, W)`; the paper's resolutions are 224, 192, 160 and 128.
+          Its resolution multiplier rho is a ratio, the input side over 224 (rho = 1 at 224,
+          6/7 at 192); it is not an argument but applied by choosing the input size.
         - Output: :math:`(B, \text{num\_classes})`.
 
     Raises:
