@@ -44,6 +44,8 @@ try:
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
     from torch.utils import benchmark
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
     from torch.utils.flop_counter import FlopCounterMode
 except ModuleNotFoundError as error:  # pragma: no cover - exercised by hand on a bare interpreter
     raise ModuleNotFoundError(
@@ -62,6 +64,8 @@ __all__ = [
     "LayerCost",
     "layer_costs",
     "count_mults",
+    "module_mults",
+    "count_mults_with_hooks",
     "torch_flops",
     "cost_table",
     "DepthwiseSeparableConv2d",
@@ -87,8 +91,25 @@ __all__ = [
     "kernel_slices",
     "separable_rank_limit",
     "separable_decomposition",
+    "onnxruntime_session",
+    "import_keras",
+    "KerasSameConv2d",
+    "from_keras",
+    "COUNTERS",
+    "counter_reports",
+    "EFFICIENTNET_B0_STAGES",
+    "CONVNEXT_T_STAGES",
+    "layer_kind",
+    "training_mults",
+    "fake_quantize",
+    "sqnr_db",
+    "simulate_int8",
+    "onnxruntime_int8_session",
+    "depthwise_weight_decay",
     "LAYER_COLORS",
     "layer_color",
+    "draw_kernel_slide",
+    "draw_filter_banks",
     "show_source",
 ]
 
@@ -205,44 +226,53 @@ def conv2d_by_hand(input, weight, stride=1, padding=0, dilation=1, groups=1):
 
     It computes what ``torch.nn.functional.conv2d`` computes for one image, one multiplication at
     a time, and counts the multiplications it performs. It is slow on purpose: it is the definition,
-    not an implementation to use.
+    not an implementation to use. The convolution chapter explains it and the counting chapter
+    counts with it.
 
     Args:
-        input (Tensor): one image of shape ``(in_channels, height, width)``.
-        weight (Tensor): kernels of shape ``(out_channels, in_channels // groups, kH, kW)``.
-        stride (int): step between kernel positions. Default: 1.
-        padding (int): zeros added on each side. Default: 0.
-        dilation (int): spacing between kernel taps. Default: 1.
+        input (Tensor): one image.
+        weight (Tensor): the kernels, in the same dtype as ``input``.
+        stride (int or tuple): step between kernel positions, or one per dimension. Default: 1.
+        padding (int, tuple or str): zeros added on each side (or one count per dimension), or
+            ``'valid'`` (none) or ``'same'`` (output as large as the input, stride 1 only; an odd
+            total padding puts the extra zero after the image, as PyTorch does). Default: 0.
+        dilation (int or tuple): spacing between kernel taps, or one per dimension. Default: 1.
         groups (int): input and output channels are split into this many groups; each output
             channel sees only its own group's input channels. Default: 1.
 
+    Shape:
+        - input: ``(in_channels, height, width)``.
+        - weight: ``(out_channels, in_channels // groups, kH, kW)``.
+        - output: ``(out_channels, out_height, out_width)``, as :func:`conv_output_size` gives.
+
     Returns:
-        tuple: ``(output, multiplications)``: the output of shape
-        ``(out_channels, out_height, out_width)`` and the number of scalar multiplications done.
+        tuple: ``(output, multiplications)``: the output (a tensor in ``input``'s dtype) and the
+        number of scalar multiplications done.
+
+    Raises:
+        TypeError: ``input`` or ``weight`` not a tensor, their dtypes differ, or an argument of
+            the wrong type.
+        ValueError: a tensor of the wrong rank, on the meta device or that does not fit the other,
+            a bad stride, padding, dilation or groups, or a kernel larger than the padded image.
 
     Example:
         >>> x, w = torch.ones(1, 4, 4), torch.ones(2, 1, 3, 3)
         >>> out, mults = conv2d_by_hand(x, w)
         >>> tuple(out.shape), mults
         ((2, 2, 2), 72)
+        >>> conv2d_by_hand(x, torch.ones(1, 1, 2, 2), padding='same')[0]
+        tensor([[[4., 4., 4., 2.],
+                 [4., 4., 4., 2.],
+                 [4., 4., 4., 2.],
+                 [2., 2., 2., 1.]]])
     """
-    if not isinstance(input, torch.Tensor) or input.dim() != 3:
-        raise ValueError(f"input must be a tensor of shape (in_channels, height, width), got {_describe(input)}")
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        raise ValueError(
-            f"weight must be a tensor of shape (out_channels, in_channels // groups, kH, kW), got {_describe(weight)}"
-        )
-    groups = _check_int("groups", groups, 1)
+    groups, stride, dilation, pads = _check_by_hand(input, weight, stride, padding, dilation, groups)
     in_channels, height, width = input.shape
     out_channels, channels_per_group, kernel_h, kernel_w = weight.shape
-    if in_channels != channels_per_group * groups or out_channels % groups != 0:
-        raise ValueError(
-            f"weight of shape {tuple(weight.shape)} does not fit input with {in_channels} channels "
-            f"and groups={groups}"
-        )
-    out_h = conv_output_size(height, kernel_h, stride, padding, dilation)
-    out_w = conv_output_size(width, kernel_w, stride, padding, dilation)
-    x = F.pad(input, (padding, padding, padding, padding)).tolist()  # zeros on each side
+    (top, bottom), (left, right) = pads
+    out_h = (height + top + bottom - dilation[0] * (kernel_h - 1) - 1) // stride[0] + 1
+    out_w = (width + left + right - dilation[1] * (kernel_w - 1) - 1) // stride[1] + 1
+    x = F.pad(input, (left, right, top, bottom)).tolist()  # zeros around the image
     w = weight.tolist()
     outputs_per_group = out_channels // groups
 
@@ -257,10 +287,55 @@ def conv2d_by_hand(input, weight, stride=1, padding=0, dilation=1, groups=1):
                     channel = x[first_input + c]
                     for u in range(kernel_h):              # every kernel tap
                         for v in range(kernel_w):
-                            total += channel[i * stride + u * dilation][j * stride + v * dilation] * w[n][c][u][v]
+                            row = i * stride[0] + u * dilation[0]
+                            column = j * stride[1] + v * dilation[1]
+                            total += channel[row][column] * w[n][c][u][v]
                             multiplications += 1
                 output[n][i][j] = total
     return torch.tensor(output, dtype=input.dtype), multiplications
+
+
+def _check_by_hand(input, weight, stride, padding, dilation, groups):
+    """The argument checks of conv2d_by_hand; returns groups, stride, dilation and the padding
+    as ((top, bottom), (left, right))."""
+    for name, value, rank, layout in (("input", input, 3, "(in_channels, height, width)"),
+                                      ("weight", weight, 4, "(out_channels, in_channels // groups, kH, kW)")):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {_describe(value)}")
+        if value.dim() != rank:
+            raise ValueError(f"{name} must be a tensor of shape {layout}, got {_describe(value)}")
+        if value.device.type == "meta":
+            raise ValueError(f"{name} must hold numbers, got a tensor on the meta device")
+    if input.dtype != weight.dtype:
+        raise TypeError(f"input and weight must have the same dtype, got {input.dtype} and {weight.dtype}")
+    groups = _check_int("groups", groups, 1)
+    stride = _check_tuple("stride", stride, 2, 1)
+    dilation = _check_tuple("dilation", dilation, 2, 1)
+    in_channels, height, width = input.shape
+    out_channels, channels_per_group = weight.shape[:2]
+    if in_channels != channels_per_group * groups or out_channels % groups != 0:
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} does not fit input with {in_channels} channels "
+            f"and groups={groups}"
+        )
+    spans = [d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"padding='same' needs stride=1 (as in PyTorch), got stride={stride!r}")
+        totals = [span - 1 if padding == "same" else 0 for span in spans]
+        pads = tuple((total // 2, total - total // 2) for total in totals)  # extra zero after
+    else:
+        pads = tuple((p, p) for p in _check_tuple("padding", padding, 2, 0))
+    for size, span, (before, after) in zip((height, width), spans, pads):
+        if span > size + before + after:
+            raise ValueError(
+                f"weight of shape {tuple(weight.shape)} with dilation={dilation} spans {span} "
+                f"elements, but the padded input of shape {tuple(input.shape)} has only "
+                f"{size + before + after}: the kernel does not fit"
+            )
+    return groups, stride, dilation, pads
 
 
 def _describe(value) -> str:
@@ -279,7 +354,9 @@ def standard_conv_mults(in_channels, out_channels, kernel_size, output_size, gro
     Each of the ``out_channels`` kernels has ``kernel_size**2 * in_channels`` weights, and each
     weight is used once at every one of the ``output_size**2`` output positions. A grouped
     convolution's kernels see only ``in_channels / groups`` channels each, so it costs ``groups`` times
-    less; ``groups = in_channels = out_channels`` is a depthwise convolution.
+    less; ``groups = in_channels = out_channels`` is a depthwise convolution. The counting chapter
+    derives it. Two integers mean a square 2-D layer; a tuple fixes the number of spatial dimensions
+    (1, 2, 3 or more) and an integer beside it is repeated to match.
 
     Args:
         in_channels (int): input channels M.
@@ -289,11 +366,18 @@ def standard_conv_mults(in_channels, out_channels, kernel_size, output_size, gro
         groups (int): number of channel groups g; must divide both channel counts. Default: 1.
 
     Returns:
-        int: the number of multiplications for one image (bias additions excluded).
+        int: the number of multiply-accumulates for one image (bias additions excluded).
+
+    Raises:
+        TypeError: an argument that is not an integer (or a tuple of them).
+        ValueError: a size or channel count below 1, an empty tuple, tuples of different lengths,
+            or ``groups`` that does not divide both channel counts.
 
     Example:
         >>> standard_conv_mults(3, 64, kernel_size=5, output_size=112)
         60211200
+        >>> standard_conv_mults(16, 32, kernel_size=(3,), output_size=100)  # 1-D
+        153600
     """
     in_channels = _check_int("in_channels", in_channels, 1)
     out_channels = _check_int("out_channels", out_channels, 1)
@@ -314,13 +398,21 @@ def _check_groups(groups, in_channels: int, out_channels: int) -> int:
 def depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier=1) -> int:
     r"""Multiplications of a depthwise convolution: :math:`D_K^2 \cdot M \cdot D_G^2` (times the multiplier).
 
-    Each input channel gets its own ``depth_multiplier`` kernels of a single channel each.
+    Each input channel gets its own ``depth_multiplier`` kernels of a single channel each. The
+    depthwise separable cost chapter derives it; sizes as in :func:`standard_conv_mults`.
 
     Args:
         in_channels (int): input channels M.
         kernel_size (int or tuple): kernel side D_K, or one length per spatial dimension.
         output_size (int or tuple): output side D_G, or one length per dimension.
         depth_multiplier (int): kernels per input channel. Default: 1.
+
+    Returns:
+        int: multiply-accumulates for one image (bias excluded).
+
+    Raises:
+        TypeError: an argument that is not an integer (or a tuple of them).
+        ValueError: a value below 1, or sizes with different numbers of dimensions.
 
     Example:
         >>> depthwise_conv_mults(3, kernel_size=5, output_size=112)
@@ -335,10 +427,20 @@ def depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier
 def pointwise_conv_mults(in_channels, out_channels, output_size) -> int:
     r"""Multiplications of a pointwise (1x1) convolution: :math:`M \cdot N \cdot D_G^2`.
 
+    The depthwise separable cost chapter derives it. An integer ``output_size`` means a square 2-D
+    output; give a tuple for other dimensions (``(100,)`` for a 1-D output of length 100).
+
     Args:
         in_channels (int): input channels M.
         out_channels (int): output channels N.
         output_size (int or tuple): output side D_G, or one length per spatial dimension.
+
+    Returns:
+        int: multiply-accumulates for one image (bias excluded).
+
+    Raises:
+        TypeError: an argument that is not an integer (or a tuple of them).
+        ValueError: a value below 1 or an empty tuple.
 
     Example:
         >>> pointwise_conv_mults(3, 64, output_size=112)
@@ -353,156 +455,399 @@ def separable_conv_mults(in_channels, out_channels, kernel_size, output_size, de
     .. math:: D_K^2 \cdot M \cdot D_G^2 + M \cdot N \cdot D_G^2
 
     With a depth multiplier the pointwise layer sees ``in_channels * depth_multiplier`` channels.
+    Both parts have the same output size and number of dimensions (a tuple ``kernel_size`` makes
+    an integer ``output_size`` a size per dimension). The depthwise separable cost chapter derives it.
+
+    Args:
+        in_channels (int): input channels M.
+        out_channels (int): output channels N.
+        kernel_size (int or tuple): depthwise kernel side D_K, or one length per dimension.
+        output_size (int or tuple): output side D_G, or one length per dimension.
+        depth_multiplier (int): depthwise kernels per input channel. Default: 1.
+
+    Returns:
+        int: multiply-accumulates for one image (bias excluded).
+
+    Raises:
+        TypeError: an argument that is not an integer (or a tuple of them).
+        ValueError: a value below 1, or sizes with different numbers of dimensions.
 
     Example:
         >>> separable_conv_mults(3, 64, kernel_size=5, output_size=112)
         3349248
+        >>> separable_conv_mults(16, 32, kernel_size=(3,), output_size=100)  # 3*16*100 + 16*32*100
+        56000
     """
     depthwise = depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier)
+    _, output = _spatial(kernel_size, output_size)  # the pointwise part's output, same dimensions
     hidden = _check_int("in_channels", in_channels, 1) * _check_int("depth_multiplier", depth_multiplier, 1)
-    return depthwise + pointwise_conv_mults(hidden, out_channels, output_size)
+    return depthwise + pointwise_conv_mults(hidden, out_channels, output)
 
 
 @dataclass(frozen=True)
 class LayerCost:
-    """One call of one counted layer, as recorded by :func:`layer_costs`."""
+    """One call of one module that did counted work, as recorded by :func:`layer_costs`.
 
-    name: str                      #: the module's name inside the model (``''`` for the model itself)
-    kind: str                      #: the module's class name, e.g. ``'Conv2d'``
-    input_shape: tuple[int, ...]   #: shape of the input tensor, batch included
-    output_shape: tuple[int, ...]  #: shape of the output tensor, batch included
-    mults: int                     #: multiplications of this call (whole batch, bias excluded)
-    params: int                    #: parameters of the module (weight and bias)
+    Fields: ``name`` (the module's name in the model, ``''`` for the model itself: work its own
+    ``forward`` does outside any submodule), ``kind`` (its class name, e.g. ``'Conv2d'``),
+    ``input_shape`` and ``output_shape`` (of the first tensor it received and returned, batch
+    included; ``()`` if none), ``mults`` (multiply-accumulates of this call, whole batch, bias
+    excluded) and ``params`` (elements of the module's own parameter tensors that no earlier row
+    counted: a module called twice shows its parameters at its first call and 0 after). The
+    counting chapter uses these records.
+    """
+
+    name: str
+    kind: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    mults: int
+    params: int
 
 
-_NOT_COUNTED = (nn.RNNBase, nn.MultiheadAttention, nn.Bilinear, nn.Transformer)
+def module_mults(module, input, output) -> int:
+    """Multiply-accumulates of one call of a convolution or linear layer, from its input and output.
 
+    The formula behind the hook-based count of the counting chapter (:func:`count_mults_with_hooks`).
 
-def _mults_of_call(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    Args:
+        module (nn.Module): an ``nn.Linear`` or a convolution (``nn.Conv1d/2d/3d`` or transposed).
+        input (Tensor): the tensor the module received.
+        output (Tensor): the tensor it returned.
+
+    Returns:
+        int: multiply-accumulates of the call (whole batch, bias excluded).
+
+    Raises:
+        TypeError: ``module`` is not a convolution or linear layer, or ``input``/``output`` not tensors.
+
+    Example:
+        >>> conv, x = nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 10, 10)
+        >>> module_mults(conv, x, conv(x))  # 8*8*8 outputs, 3*3*3 weights each
+        13824
+    """
+    if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        raise TypeError(f"module must be a convolution or nn.Linear, got {_describe(module)}")
+    for name, value in (("input", input), ("output", output)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {_describe(value)}")
     if isinstance(module, nn.Linear):
         # every output element is a dot product of length in_features
         return output.numel() * module.in_features
+    taps = math.prod(module.kernel_size)
     if module.transposed:
         # every input element is multiplied by all the weights of its group's kernels
-        (x,) = inputs[:1]
-        return x.numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
+        return input.numel() * (module.out_channels // module.groups) * taps
     # every output element is a dot product over (in_channels / groups) channels and k taps
-    return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    return output.numel() * (module.in_channels // module.groups) * taps
 
 
-def layer_costs(model, *inputs) -> list[LayerCost]:
-    """Run ``model`` once on ``inputs`` and record every convolution and linear layer it calls.
+_mults_of_call = module_mults  # the name an earlier version of the counting chapter showed
 
-    Convolutions of any dimension (``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d`` and their transposed
-    versions, any groups, stride, padding and dilation) and ``nn.Linear`` layers are counted as
-    multiply-accumulates: one per weight use, bias additions excluded. Batch norm, activations and
-    pooling are not counted, as in the MobileNet paper. The model runs without gradients and in
-    evaluation mode (batch-norm statistics are not touched); its training flag is restored after.
+
+def count_mults_with_hooks(model, *inputs, **kwargs) -> int:
+    """Multiply-accumulates of ``model``'s convolution and linear *modules*, counted with forward hooks.
+
+    The idea of the counting chapter in a few lines: a forward hook on every convolution and linear
+    layer adds :func:`module_mults` of each call. It sees only work done inside those modules; a
+    ``forward`` that calls ``F.conv2d`` or ``@`` itself escapes it. :func:`count_mults` counts every
+    operation and is the one to use.
 
     Args:
-        model (nn.Module): the model to run.
-        *inputs: the positional arguments of ``model.forward``.
+        model (nn.Module): the model; left as it was (see :func:`layer_costs`).
+        *inputs, **kwargs: the arguments of ``model.forward``.
 
     Returns:
-        list of :class:`LayerCost`, in the order the layers ran; a layer called twice appears twice.
+        int: multiply-accumulates of the hooked modules (whole batch, bias excluded).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, or contains a layer whose multiplications this
-            function cannot count (recurrent, attention, bilinear) and would otherwise miss.
-        ValueError: no input was given.
+        TypeError, ValueError: as :func:`layer_costs`.
+
+    Example:
+        >>> count_mults_with_hooks(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
+        60211200
     """
-    _check_model_and_inputs(model, inputs, "layer_costs")
-    for name, module in model.named_modules():
-        if isinstance(module, _NOT_COUNTED):
-            raise TypeError(
-                f"model contains {name or '(model)'!r} of type {type(module).__name__}, whose "
-                f"multiplications are not counted here; counting without it would be wrong"
-            )
+    _check_model_and_inputs(model, inputs, kwargs, "count_mults_with_hooks")
+    total = 0
 
-    records: list[LayerCost] = []
-
-    def record(name):
-        def hook(module, args, output):
-            records.append(
-                LayerCost(
-                    name=name,
-                    kind=type(module).__name__,
-                    input_shape=tuple(args[0].shape),
-                    output_shape=tuple(output.shape),
-                    mults=_mults_of_call(module, args, output),
-                    params=sum(p.numel() for p in module.parameters(recurse=False)),
-                )
-            )
-        return hook
+    def hook(module, args, kwargs, output):
+        nonlocal total
+        total += module_mults(module, _first_tensor((args, kwargs)), output)
 
     counted = (nn.Linear, nn.modules.conv._ConvNd)
-    handles = [
-        module.register_forward_hook(record(name))
-        for name, module in model.named_modules()
-        if isinstance(module, counted)
-    ]
+    handles = [module.register_forward_hook(hook, with_kwargs=True)
+               for module in model.modules() if isinstance(module, counted)]
     try:
-        _run_untouched(model, inputs)
+        _run_untouched(model, inputs, kwargs)
     finally:
         for handle in handles:
             handle.remove()
-    return records
+    return total
 
 
-def _check_model_and_inputs(model, inputs, caller: str) -> None:
+def _first_tensor(tree):
+    return next((leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor)), None)
+
+
+def _shape(tensor) -> tuple[int, ...]:
+    return () if tensor is None else tuple(tensor.shape)
+
+
+def _aten_mults(name: str, args: tuple, output) -> int | None:
+    """Multiply-accumulates of one operator call, from its arguments' shapes; None if the operator
+    does no dot products. Operands as in ATen: ``mm(a, b)``, ``addmm(c, a, b)``, ..."""
+    if name in ("convolution", "_convolution", "convolution_overrideable"):
+        x, weight, transposed = args[0], args[1], args[6]
+        # weight: (out, in/groups, *k), or (in, out/groups, *k) if transposed
+        per_element = weight.shape[1] * math.prod(weight.shape[2:])
+        return (x.numel() if transposed else output.numel()) * per_element
+    if name in ("mm", "bmm", "addmm", "_addmm_activation", "baddbmm", "addbmm"):
+        a, b = args[:2] if name in ("mm", "bmm") else args[1:3]  # the others add to args[0]
+        return a.numel() * b.shape[-1]          # (.., n, k) @ (.., k, m): n*k*m per matrix
+    if name in ("mv", "addmv", "dot", "vdot"):
+        return (args[1] if name == "addmv" else args[0]).numel()
+    if name.startswith("_scaled_dot_product_") and "backward" not in name:
+        query, key, value = args[:3]            # (.., L, E), (.., S, E), (.., S, Ev)
+        return math.prod(query.shape[:-1]) * key.shape[-2] * (query.shape[-1] + value.shape[-1])
+    return None
+
+
+_RECURRENT = ("rnn", "lstm", "gru")
+
+
+def _uncounted_dot_product(namespace: str, name: str) -> bool:
+    """An operator that multiplies and accumulates but whose count this module does not know."""
+    if namespace == "quantized" and ("conv" in name or "linear" in name):
+        return True
+    if "conv" in name and not name.lstrip("_").startswith("convert"):
+        return True
+    return (any(word in name for word in _RECURRENT) or "attention" in name or name.endswith("mm")
+            or name in ("_trilinear", "mkldnn_linear") or name.startswith("fbgemm_linear"))
+
+
+class _CountingMode(TorchDispatchMode):
+    """Sees every operator PyTorch runs and adds the multiply-accumulates of dot products to the
+    innermost module being executed (the top of ``stack``)."""
+
+    def __init__(self, stack: list):
+        super().__init__()
+        self.stack = stack
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        mults = _aten_mults(name, args, output)
+        frame = self.stack[-1]
+        if mults is not None:
+            frame["mults"] += mults
+            frame["ops"] += 1
+        elif _uncounted_dot_product(func.namespace, name):
+            raise TypeError(
+                f"model runs {func.namespace}.{name} in {frame['name'] or '(model)'!r} of type "
+                f"{type(frame['module']).__name__}, whose multiplications are not counted here; "
+                f"counting without it would be wrong"
+            )
+        return output
+
+
+def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
+    """Run ``model`` once on ``inputs`` and record the multiply-accumulates of every module call.
+
+    Every convolution and matrix product the model executes is counted, wherever it is written:
+    in modules (``nn.Conv1d/2d/3d``, transposed convolutions, ``nn.Linear``, attention), in
+    functional calls (``F.conv2d``, ``F.linear``) and in tensor operators (``@``, ``torch.mm``,
+    ``bmm``, ``einsum``). Each operator is seen by a ``TorchDispatchMode`` as PyTorch runs it and
+    costed from its operands' shapes: one multiply-accumulate per weight use, bias additions
+    excluded; batch norm, activations and pooling cost nothing, as in the MobileNet paper. The work
+    is attributed to the innermost module running it (found with forward pre- and post-hooks); a
+    model's own ``forward`` work is the row of the model itself (name ``''``). The counting chapter
+    explains it. The total equals ``torch.utils.flop_counter.FlopCounterMode``'s FLOPs / 2 except
+    for matrix-vector products, ``addbmm`` and CPU attention kernels, which that counter omits.
+
+    The model runs once without gradients and in evaluation mode, and is left exactly as it was:
+    every module's training flag and every buffer (batch-norm statistics) are restored, and the hooks
+    are removed.
+
+    Args:
+        model (nn.Module): the model to run.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+
+    Shape:
+        Any shapes the model accepts; the counts are for the whole batch.
+
+    Returns:
+        list of :class:`LayerCost`, in the order the calls finished: every call of a convolution or
+        linear module (even one that costs 0, on an empty batch) and every other call that ran a
+        counted operator itself. A module called twice appears twice.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, the inputs contain no tensor, or the model runs
+            an operator that multiplies and accumulates but that this function cannot count
+            (LSTM kernels, fused attention or transformer kernels, bilinear, quantized layers).
+        ValueError: no input was given, the model and inputs mix the meta device with another, or
+            the model fails on the inputs (the model's error is attached).
+
+    Example:
+        >>> [(c.name, c.mults) for c in layer_costs(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()),
+        ...                                          torch.zeros(1, 1, 5, 5))]
+        [('0', 162)]
+    """
+    _check_model_and_inputs(model, inputs, kwargs, "layer_costs")
+    names = {module: name for name, module in model.named_modules()}
+    outside = dict(module=model, name="", mults=0, ops=0, input=())  # work before any module ran
+    stack: list[dict] = [outside]
+    records: list[tuple[dict, LayerCost]] = []
+
+    def enter(module, args, kwargs):
+        stack.append(dict(module=module, name=names[module], mults=0, ops=0,
+                          input=_shape(_first_tensor((args, kwargs)))))
+
+    def leave(module, args, kwargs, output):
+        frame = stack.pop()
+        if frame["ops"] or isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            records.append((frame, _shape(_first_tensor(output))))
+
+    handles = []
+    for module in names:
+        handles.append(module.register_forward_pre_hook(enter, with_kwargs=True, prepend=True))
+        handles.append(module.register_forward_hook(leave, with_kwargs=True))
+    try:
+        with _CountingMode(stack):
+            _run_untouched(model, inputs, kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if outside["ops"]:
+        records.append((outside, ()))
+    costs, seen = [], set()
+    for frame, output_shape in records:
+        module = frame["module"]
+        new = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in new)
+        costs.append(LayerCost(frame["name"], type(module).__name__, frame["input"], output_shape,
+                               frame["mults"], sum(p.numel() for p in new)))
+    return costs
+
+
+def _check_model_and_inputs(model, inputs, kwargs, caller: str) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if not inputs:
+    if not inputs and not kwargs:
         raise ValueError(f"{caller} needs at least one input for the model, got none")
+    tensors = [t for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
+    if not tensors:
+        raise TypeError(f"inputs must include at least one tensor, got {inputs!r} and {kwargs!r}")
+    devices = {t.device.type for t in [*tensors, *model.parameters(), *model.buffers()]}
+    if "meta" in devices and len(devices) > 1:
+        raise ValueError(f"model and inputs must all be on the meta device or none, got {sorted(devices)}")
 
 
-def _run_untouched(model: nn.Module, inputs: tuple) -> None:
-    """One forward pass in evaluation mode without gradients; the training flag is restored after."""
-    was_training = model.training
+def _run_untouched(model: nn.Module, inputs: tuple, kwargs: dict) -> None:
+    """One forward pass in evaluation mode without gradients; every module's training flag and every
+    buffer (kept by object and by value) are restored after."""
+    flags = [(module, module.training) for module in model.modules()]
+    buffers = [(module, name, buffer, buffer.clone()) for module in model.modules()
+               for name, buffer in module._buffers.items() if buffer is not None]
     try:
         model.eval()
         with torch.no_grad():
-            model(*inputs)
+            try:
+                model(*inputs, **kwargs)
+            except RuntimeError as error:
+                shapes = [_shape(t) for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
+                raise ValueError(f"model fails on inputs of shapes {shapes}: {error}") from error
     finally:
-        model.train(was_training)
+        for module, training in flags:
+            module.training = training
+        with torch.no_grad():
+            for module, name, buffer, saved in buffers:
+                module._buffers[name] = buffer
+                buffer.copy_(saved)
 
 
-def count_mults(model, *inputs) -> int:
-    """Multiply-accumulates done by ``model``'s convolution and linear layers on ``inputs``.
+def count_mults(model, *inputs, **kwargs) -> int:
+    """Multiply-accumulates done by ``model`` on ``inputs``: every convolution and matrix product.
 
-    The sum of :func:`layer_costs`: run once, no gradients, bias excluded, whole batch.
-    ``torch.utils.flop_counter.FlopCounterMode`` reports twice this number, since it counts a
-    multiply-add as two floating-point operations.
+    The sum of :func:`layer_costs`: run once, no gradients, bias excluded, whole batch, the model left
+    as it was. ``torch.utils.flop_counter.FlopCounterMode`` reports twice this number, since it counts
+    a multiply-add as two floating-point operations. The counting chapter explains it.
+
+    Args:
+        model (nn.Module): the model to run.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+
+    Returns:
+        int: multiply-accumulates of the whole batch.
+
+    Raises:
+        TypeError, ValueError: as :func:`layer_costs`.
 
     Example:
         >>> count_mults(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
         60211200
     """
-    return sum(cost.mults for cost in layer_costs(model, *inputs))
+    return sum(cost.mults for cost in layer_costs(model, *inputs, **kwargs))
 
 
-def torch_flops(model, *inputs) -> int:
+def torch_flops(model, *inputs, **kwargs) -> int:
     """Floating-point operations that PyTorch's own ``FlopCounterMode`` reports for ``model``.
 
     An independent check of :func:`count_mults`: PyTorch counts two FLOPs per multiply-add of
-    convolutions and matrix products and nothing for bias, batch norm, activations or pooling, so for
-    the layers :func:`count_mults` counts, ``torch_flops == 2 * count_mults``. Runs like
-    :func:`layer_costs`: once, in evaluation mode, without gradients.
+    convolutions and matrix products and nothing for bias, batch norm, activations or pooling, so
+    ``torch_flops == 2 * count_mults`` (except for the operators that counter omits, listed under
+    :func:`layer_costs`). Runs like :func:`layer_costs`: once, in evaluation mode, without
+    gradients, leaving the model as it was. The counting chapter compares the two.
+
+    Args:
+        model (nn.Module): the model to run.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+
+    Returns:
+        int: FLOPs of the whole batch.
+
+    Raises:
+        TypeError, ValueError: as :func:`layer_costs`.
 
     Example:
         >>> torch_flops(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
         120422400
     """
-    _check_model_and_inputs(model, inputs, "torch_flops")
+    _check_model_and_inputs(model, inputs, kwargs, "torch_flops")
     with FlopCounterMode(display=False) as counter:
-        _run_untouched(model, inputs)
+        _run_untouched(model, inputs, kwargs)
     return counter.get_total_flops()
 
 
-def cost_table(model, *inputs) -> PrettyTable:
-    """:func:`layer_costs` as a table: one row per layer call (name, type, output shape,
-    multiplications, parameters) and a total row. Integers are printed with thousands separators."""
-    costs = layer_costs(model, *inputs)
+def cost_table(model, *inputs, **kwargs) -> PrettyTable:
+    """:func:`layer_costs` as a table: one row per module call (name, type, output shape,
+    multiply-accumulates, parameters) and a total row. Integers have thousands separators.
+
+    Work done by the model's own ``forward`` is the row ``(model)``. The parameters are those of the
+    listed modules, each tensor counted once (a module called again shows 0): batch norm and other
+    modules that do no counted work are not in the table, so the total is :func:`count_params`
+    without them. The counting chapter shows it.
+
+    Args:
+        model (nn.Module): the model to run.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+
+    Returns:
+        PrettyTable: renders as HTML in Jupyter and in the book.
+
+    Raises:
+        TypeError, ValueError: as :func:`layer_costs`.
+
+    Example:
+        >>> print(cost_table(nn.Linear(10, 10), torch.zeros(2, 10)))
+        +---------+--------+--------------+-------+--------+
+        | layer   | type   | output shape | mults | params |
+        +---------+--------+--------------+-------+--------+
+        | (model) | Linear |         2x10 |   200 |    110 |
+        +---------+--------+--------------+-------+--------+
+        | total   |        |              |   200 |    110 |
+        +---------+--------+--------------+-------+--------+
+    """
+    costs = layer_costs(model, *inputs, **kwargs)
     table = PrettyTable(["layer", "type", "output shape", "mults", "params"])
     table.align = "r"
     table.align["layer"] = table.align["type"] = "l"
@@ -1161,7 +1506,8 @@ def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
     )).to(dtype)
 
 
-def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, seed=0) -> dict:
+def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, seed=0,
+                 track_train_accuracy=False) -> dict:
     """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum 0.9, cosine schedule) and
     return its history: per epoch the training loss, training accuracy and test accuracy.
 
@@ -1178,10 +1524,14 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         lr (float): initial learning rate. Default: 0.05.
         weight_decay (float): L2 penalty on every parameter. Default: 5e-4.
         seed (int): seed of the initial weights and of the batch order. Default: 0.
+        track_train_accuracy (bool): measure the accuracy on the whole training set after every
+            epoch, not only after the last one (it costs a pass over the training set). Default: False.
 
     Returns:
-        dict: ``train_loss``, ``train_accuracy`` and ``test_accuracy``, one float per epoch
-        (accuracies as fractions).
+        dict: ``train_loss`` and ``test_accuracy``, one float per epoch, and ``train_accuracy``,
+        after every epoch or only after the last one (a list of one) as ``track_train_accuracy``
+        says. Accuracies are fractions; the losses are the average cross-entropy of the epoch's
+        mini-batches.
 
     Raises:
         TypeError: ``model`` not an ``nn.Module`` or an integer argument of the wrong type.
@@ -1210,8 +1560,10 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         with torch.no_grad():
             return (model(x).argmax(1) == y).double().mean().item()
 
+    if not isinstance(track_train_accuracy, bool):
+        raise TypeError(f"track_train_accuracy must be True or False, got {track_train_accuracy!r}")
     history = {"train_loss": [], "train_accuracy": [], "test_accuracy": []}
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
         total = 0.0
@@ -1224,7 +1576,8 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
             total += loss.item() * len(batch)
         schedule.step()
         history["train_loss"].append(total / len(order))
-        history["train_accuracy"].append(accuracy(x_train, y_train))
+        if track_train_accuracy or epoch == epochs - 1:
+            history["train_accuracy"].append(accuracy(x_train, y_train))
         history["test_accuracy"].append(accuracy(x_test, y_test))
     model.eval()
     return history
@@ -1327,15 +1680,926 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
 # 9. Runtimes: the same model in ONNX Runtime (speed chapter)
 # ---------------------------------------------------------------------------------------------------
 
+def _export_failure(model: nn.Module, example_input: torch.Tensor, error: Exception) -> str:
+    """Which layer of ``model`` the ONNX exporter could not handle, and why, as a sentence."""
+    inputs = {}
+    hooks = [module.register_forward_pre_hook(
+        lambda module, args, name=name: inputs.setdefault(name, args))
+        for name, module in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(example_input)
+    except Exception:  # noqa: BLE001 - the model's own failure is reported below
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    failing = {}
+    for name, module in model.named_modules():
+        if name in inputs:
+            try:
+                _to_onnx(module, inputs[name])
+            except Exception as inner:  # noqa: BLE001 - collected, then reported
+                failing[name] = (module, inner)
+    innermost = [n for n in failing if not any(o.startswith(n + ".") for o in failing)]
+    module, why = failing[innermost[0]] if innermost else (model, error)
+    where = f"layer {innermost[0]!r}" if innermost else "the model's own forward"
+    reason = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+    return f"cannot export {where} ({type(module).__name__}) to ONNX: {reason}"
+
+
+class _Silenced:
+    """Nothing reaches stdout or stderr inside: Python's streams, and the file descriptors 1 and 2
+    that C++ libraries (the exporter prints its graph there on failure) write to directly."""
+
+    def __enter__(self):
+        import io
+        import os
+        import warnings
+        from contextlib import ExitStack, redirect_stderr, redirect_stdout
+
+        self.stack = ExitStack()
+        self.stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        quiet = io.StringIO()
+        self.stack.enter_context(redirect_stdout(quiet))
+        self.stack.enter_context(redirect_stderr(quiet))
+        for stream in (sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
+        self.saved = [os.dup(1), os.dup(2)]
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+        return self
+
+    def __exit__(self, *exc_info):
+        import os
+
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        self.stack.close()
+        return False
+
+
+def _to_onnx(model: nn.Module, inputs: tuple) -> bytes:
+    """The ONNX bytes of ``model`` called on ``inputs``, with the exporter's messages silenced."""
+    import io
+
+    buffer = io.BytesIO()
+    with _Silenced():
+        torch.onnx.export(model, tuple(inputs), buffer, dynamo=False, opset_version=18,
+                          input_names=["input"], output_names=["output"])
+    return buffer.getvalue()
+
+
+class _OnnxRuntimeModel:
+    """What :func:`onnxruntime_session` returns: a callable tensor -> tensor."""
+
+    def __init__(self, session, shape: tuple, threads: int):
+        self.session, self.shape, self.threads = session, shape, threads
+
+    def __call__(self, input):
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
+        if tuple(input.shape) != self.shape:
+            raise ValueError(f"input must have the exported shape {self.shape}, "
+                             f"got {_describe(input)}")
+        array = input.detach().to(torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {"input": array})[0])
+
+    def __repr__(self) -> str:
+        return f"onnxruntime_session(input shape {self.shape}, threads={self.threads})"
+
+
+def onnxruntime_session(model, example_input, threads=1):
+    """``model`` exported to ONNX and run by ONNX Runtime: a callable from tensor to tensor.
+
+    The model is exported in evaluation mode (a copy: ``model`` is left as it is) with PyTorch's
+    TorchScript-based exporter, which folds every batch norm into the convolution before it; ONNX
+    Runtime then optimizes the graph when the session is created (convolutions fused with their
+    activations, the CPU's blocked memory layout). The speed chapter times it against PyTorch.
+    Exporter and runtime messages are silenced, so nothing is printed.
+
+    Args:
+        model (nn.Module): a model taking one tensor.
+        example_input (torch.Tensor): an input of the shape the session will accept (fp32).
+        threads (int): ONNX Runtime's intra-op threads, 1 or more. Default: 1.
+
+    Shape:
+        The callable takes a tensor of ``example_input``'s shape and returns the model's output.
+
+    Returns:
+        callable: maps an input tensor to the output tensor (fp32, on the CPU); equal to
+        ``model.eval()(input)`` up to rounding (relative max error below 1e-4).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` not a tensor, or
+            ``threads`` not an integer.
+        ValueError: ``threads`` is below 1, or a layer of ``model`` cannot be exported (the
+            message names the layer and gives the exporter's reason).
+
+    Example:
+        >>> layer = DepthwiseSeparableConv2d(8, 16, 3, padding=1)
+        >>> x = torch.randn(1, 8, 10, 10)
+        >>> run = onnxruntime_session(layer, x)
+        >>> tuple(run(x).shape), bool(torch.allclose(run(x), layer(x), atol=1e-5))
+        ((1, 16, 10, 10), True)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    threads = _check_int("threads", threads, 1)
+    import onnxruntime
+
+    exported = copy.deepcopy(model).eval()
+    example = example_input.detach().to(torch.float32)
+    try:
+        onnx_bytes = _to_onnx(exported, (example,))
+    except Exception as error:  # noqa: BLE001 - re-raised with the layer that failed
+        raise ValueError(_export_failure(exported, example, error)) from error
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.log_severity_level = 3                      # errors only: nothing on stderr
+    with _Silenced():
+        session = onnxruntime.InferenceSession(onnx_bytes, options,
+                                               providers=["CPUExecutionProvider"])
+    return _OnnxRuntimeModel(session, tuple(example.shape), threads)
+
 
 # ---------------------------------------------------------------------------------------------------
 # 10. Keras: its layers and applications in PyTorch
 # ---------------------------------------------------------------------------------------------------
 
+def import_keras():
+    """Keras 3 on the PyTorch backend: ``KERAS_BACKEND`` is set to ``"torch"`` first if unset.
+
+    Keras reads ``KERAS_BACKEND`` once, when it is first imported; its default backend,
+    TensorFlow, is not installed for this book. Explained in the Keras chapter.
+
+    Returns:
+        the ``keras`` module.
+
+    Raises:
+        RuntimeError: ``KERAS_BACKEND`` names another backend, or keras was already imported with
+            another backend (restart Python).
+
+    Example:
+        >>> import_keras().backend.backend()
+        'torch'
+    """
+    import os
+
+    keras = sys.modules.get("keras")
+    if keras is None:
+        backend = os.environ.setdefault("KERAS_BACKEND", "torch")
+        if backend != "torch":
+            raise RuntimeError(
+                f"Keras must run on the PyTorch backend, but KERAS_BACKEND={backend!r}: set "
+                f"os.environ['KERAS_BACKEND'] = 'torch' before anything imports keras"
+            )
+        import keras
+    elif keras.backend.backend() != "torch":
+        raise RuntimeError(
+            f"keras was already imported with the {keras.backend.backend()!r} backend; restart "
+            f"Python and set os.environ['KERAS_BACKEND'] = 'torch' before importing keras"
+        )
+    return keras
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """Keras's (and TensorFlow's) 'same' padding of one dimension: (before, after)."""
+    effective = (kernel - 1) * dilation + 1
+    output = -(-size // stride)                       # ceil(size / stride)
+    total = max((output - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2             # the odd pixel goes after (bottom, right)
+
+
+class KerasSameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with Keras's ``padding='same'``: zeros added before convolving, more at the end.
+
+    Keras (like TensorFlow) pads an input of side ``size`` by ``max((ceil(size / s) - 1) * s + e -
+    size, 0)`` in total (``e`` the dilated kernel side), half before and the odd pixel after: on the
+    bottom and the right. PyTorch's integer padding is symmetric, and its ``padding='same'`` refuses
+    stride > 1, so a converted Keras layer needs this explicit ``F.pad``. The padding depends on the
+    input size (even or odd sides differ at stride 2), so it is computed at every call. Explained in
+    the Keras chapter.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, dilation, groups, bias: as in ``nn.Conv2d``
+            (there is no ``padding`` argument).
+
+    Shape:
+        - Input: :math:`(B, C_{in}, H, W)`; output: :math:`(B, C_{out}, \\lceil H/s \\rceil,
+          \\lceil W/s \\rceil)`, as Keras's 'same'.
+
+    Example:
+        >>> conv = KerasSameConv2d(3, 8, kernel_size=5, stride=2)
+        >>> tuple(conv(torch.zeros(1, 3, 228, 227)).shape)
+        (1, 8, 114, 114)
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, groups=1,
+                 bias=True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups,
+                         bias)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s, d in zip(input.shape[-1:-3:-1], self.kernel_size[::-1],
+                                 self.stride[::-1], self.dilation[::-1]):
+            pads += _same_padding(size, k, s, d)      # F.pad wants (left, right, top, bottom)
+        return super().forward(F.pad(input, pads))
+
+
+class _KerasGraph(nn.Module):
+    """A converted Keras functional model that is not a chain: its layers run in Keras's order,
+    each on the outputs of the layers that feed it (MobileNetV2's residual additions)."""
+
+    def __init__(self, layers: OrderedDict, wiring: list, input_name: str, output_name: str):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.wiring = wiring                          # [(layer name, [input layer names])]
+        self.input_name, self.output_name = input_name, output_name
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        values = {self.input_name: input}
+        for name, sources in self.wiring:
+            values[name] = self.layers[name](*(values[source] for source in sources))
+        return values[self.output_name]
+
+
+class _Add(nn.Module):
+    """Keras's ``Add`` layer: the sum of its inputs."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return sum(inputs[1:], inputs[0])
+
+
+def _tensor(variable) -> torch.Tensor:
+    keras = import_keras()
+    return torch.as_tensor(keras.ops.convert_to_numpy(variable)).float()
+
+
+def _activation(layer, name: str) -> nn.Module | None:
+    """The PyTorch module of a Keras activation function (None for 'linear')."""
+    modules = {"linear": None, "relu": nn.ReLU(), "relu6": nn.ReLU6(), "sigmoid": nn.Sigmoid(),
+               "softmax": nn.Softmax(dim=1)}   # channels are dim 1 in NCHW, as -1 in NHWC
+    if name not in modules:
+        raise TypeError(f"cannot convert layer {layer.name!r}: activation {name!r} is not supported")
+    return modules[name]
+
+
+def _with_activation(layer, module: nn.Module) -> nn.Module:
+    activation = _activation(layer, getattr(layer.activation, "__name__", "?"))
+    if activation is None:
+        return module
+    return nn.Sequential(OrderedDict(conv=module, activation=activation))
+
+
+def _conv_padding(layer) -> tuple[int, int] | None:
+    """PyTorch's symmetric padding equal to the Keras layer's, or None if Keras pads unevenly."""
+    if layer.padding == "valid":
+        return (0, 0)
+    if layer.padding != "same":
+        raise TypeError(f"cannot convert layer {layer.name!r}: padding {layer.padding!r}")
+    effective = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.dilation_rate)]
+    if all(s == 1 and e % 2 == 1 for s, e in zip(layer.strides, effective)):
+        return tuple((e - 1) // 2 for e in effective)   # same on every side for any input
+    return None
+
+
+def _conv2d(layer, in_channels, out_channels, groups, bias) -> nn.Conv2d:
+    padding = _conv_padding(layer)
+    if padding is None:
+        return KerasSameConv2d(in_channels, out_channels, layer.kernel_size, layer.strides,
+                               layer.dilation_rate, groups, bias)
+    return nn.Conv2d(in_channels, out_channels, layer.kernel_size, layer.strides, padding,
+                     layer.dilation_rate, groups, bias)
+
+
+def _input_rank(layer) -> int:
+    try:
+        return len(layer.input.shape)
+    except (AttributeError, ValueError):
+        return len(next(iter(layer._build_shapes_dict.values())))
+
+
+def _convert_layer(layer) -> nn.Module | None:
+    """One built Keras layer as a PyTorch module taking NCHW input (None for an input layer)."""
+    keras = import_keras()
+    L = keras.layers
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise TypeError(f"cannot convert layer {layer.name!r}: data_format must be channels_last")
+    if isinstance(layer, L.InputLayer):
+        return None
+    if isinstance(layer, L.SeparableConv2D):
+        # Keras: kernels (kh, kw, in, k) and (1, 1, in * k, out), one bias, after the pointwise part
+        kh, kw, m, k = layer.depthwise_kernel.shape
+        n = layer.pointwise_kernel.shape[-1]
+        padding = _conv_padding(layer)
+        module = DepthwiseSeparableConv2d(m, n, (kh, kw), layer.strides, padding or 0,
+                                          layer.dilation_rate, bias=layer.use_bias,
+                                          depth_multiplier=k)
+        if padding is None:                           # Keras pads unevenly: pad explicitly
+            module.depthwise = _conv2d(layer, m, m * k, m, layer.use_bias)
+        with torch.no_grad():
+            depthwise = _tensor(layer.depthwise_kernel).permute(2, 3, 0, 1)   # (in, k, kh, kw)
+            module.depthwise.weight.copy_(depthwise.reshape(m * k, 1, kh, kw))
+            module.pointwise.weight.copy_(_tensor(layer.pointwise_kernel).permute(3, 2, 0, 1))
+            if layer.use_bias:
+                module.depthwise.bias = None          # Keras has no bias between the two parts
+                module.pointwise.bias.copy_(_tensor(layer.bias))
+        return _with_activation(layer, module)
+    if isinstance(layer, L.DepthwiseConv2D):
+        kh, kw, m, k = layer.kernel.shape
+        module = _conv2d(layer, m, m * k, m, layer.use_bias)
+        with torch.no_grad():
+            depthwise = _tensor(layer.kernel).permute(2, 3, 0, 1)             # (in, k, kh, kw)
+            module.weight.copy_(depthwise.reshape(m * k, 1, kh, kw))
+            if layer.use_bias:
+                module.bias.copy_(_tensor(layer.bias))
+        return _with_activation(layer, module)
+    if isinstance(layer, L.Conv2D):
+        kh, kw, per_group, n = layer.kernel.shape
+        module = _conv2d(layer, per_group * layer.groups, n, layer.groups, layer.use_bias)
+        with torch.no_grad():
+            module.weight.copy_(_tensor(layer.kernel).permute(3, 2, 0, 1))    # (out, in, kh, kw)
+            if layer.use_bias:
+                module.bias.copy_(_tensor(layer.bias))
+        return _with_activation(layer, module)
+    if isinstance(layer, L.Dense):
+        if _input_rank(layer) != 2:
+            raise TypeError(f"cannot convert layer {layer.name!r}: Dense on a tensor of rank > 2")
+        m, n = layer.kernel.shape
+        module = nn.Linear(m, n, bias=layer.use_bias)
+        with torch.no_grad():
+            module.weight.copy_(_tensor(layer.kernel).T)
+            if layer.use_bias:
+                module.bias.copy_(_tensor(layer.bias))
+        return _with_activation(layer, module)
+    if isinstance(layer, L.BatchNormalization):
+        rank = _input_rank(layer)
+        if layer.axis not in (-1, rank - 1) or rank not in (2, 4):
+            raise TypeError(f"cannot convert layer {layer.name!r}: batch norm over axis "
+                            f"{layer.axis} of a rank-{rank} tensor")
+        c = layer.moving_mean.shape[0]
+        # Keras keeps momentum of the old statistics, PyTorch takes momentum of the new ones
+        module = (nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d)(
+            c, eps=layer.epsilon, momentum=1 - layer.momentum)
+        with torch.no_grad():
+            module.running_mean.copy_(_tensor(layer.moving_mean))
+            module.running_var.copy_(_tensor(layer.moving_variance))
+            if layer.scale:
+                module.weight.copy_(_tensor(layer.gamma))
+            if layer.center:
+                module.bias.copy_(_tensor(layer.beta))
+        return module
+    if isinstance(layer, L.ReLU):
+        if layer.negative_slope != 0 or layer.threshold != 0 or layer.max_value not in (None, 6):
+            raise TypeError(f"cannot convert layer {layer.name!r}: a leaky or thresholded ReLU")
+        return nn.ReLU() if layer.max_value is None else nn.ReLU6()
+    if isinstance(layer, L.Activation):
+        return _activation(layer, getattr(layer.activation, "__name__", "?")) or nn.Identity()
+    if isinstance(layer, L.Softmax):
+        if layer.axis not in (-1, _input_rank(layer) - 1):
+            raise TypeError(f"cannot convert layer {layer.name!r}: softmax over axis {layer.axis}")
+        return nn.Softmax(dim=1)
+    if isinstance(layer, L.ZeroPadding2D):
+        (top, bottom), (left, right) = layer.padding
+        return nn.ZeroPad2d((left, right, top, bottom))
+    if isinstance(layer, L.GlobalAveragePooling2D):
+        pool = nn.AdaptiveAvgPool2d(1)
+        return pool if layer.keepdims else nn.Sequential(pool, nn.Flatten())
+    if isinstance(layer, L.Dropout):
+        return nn.Dropout(layer.rate)
+    if isinstance(layer, L.Add):
+        return _Add()
+    if isinstance(layer, (L.Reshape, L.Flatten)):
+        before, after = tuple(layer.input.shape[1:]), tuple(layer.output.shape[1:])
+        if len(before) == 3 and before[:2] == (1, 1) and after == before[2:]:
+            return nn.Flatten()                       # (B, C, 1, 1) -> (B, C): same in NCHW
+        if len(before) == 1 and after == (1, 1) + before:
+            return nn.Unflatten(1, (before[0], 1, 1))
+        raise TypeError(f"cannot convert layer {layer.name!r}: a reshape from {before} to "
+                        f"{after} orders elements differently in NHWC and NCHW")
+    if isinstance(layer, keras.Model):
+        return _convert_model(layer)
+    raise TypeError(f"cannot convert layer {layer.name!r} of type {type(layer).__name__}")
+
+
+def _convert_model(model) -> nn.Module:
+    keras = import_keras()
+    if isinstance(model, keras.Sequential):
+        return nn.Sequential(OrderedDict(
+            (layer.name, _convert_layer(layer)) for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer)))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise TypeError(f"cannot convert model {model.name!r}: it has several inputs or outputs")
+    layers, wiring = OrderedDict(), []
+    for layer in model.layers:
+        if len(layer._inbound_nodes) != 1:
+            raise TypeError(f"cannot convert layer {layer.name!r}: it is called more than once")
+        module = _convert_layer(layer)
+        if module is not None:
+            sources = [t._keras_history.operation.name
+                       for t in layer._inbound_nodes[0].input_tensors]
+            layers[layer.name] = module
+            wiring.append((layer.name, sources))
+    input_name = model.inputs[0]._keras_history.operation.name
+    output_name = model.outputs[0]._keras_history.operation.name
+    chain = [input_name] + [name for name, _ in wiring]
+    if all(sources == [chain[i]] for i, (_, sources) in enumerate(wiring)):
+        return nn.Sequential(layers)                  # every layer feeds the next one
+    return _KerasGraph(layers, wiring, input_name, output_name)
+
+
+def from_keras(obj) -> nn.Module:
+    """A PyTorch module that computes what a built Keras layer or model computes, weights copied.
+
+    Keras runs on the PyTorch backend (``KERAS_BACKEND=torch``, set here if unset). Keras works in
+    NHWC and PyTorch in NCHW: the module takes ``x.permute(0, 3, 1, 2)`` of the Keras input and
+    returns the Keras output in NCHW (a 2-D output is the same on both sides). Every difference
+    between the two libraries is handled, as the Keras chapter explains and measures:
+
+    - kernels are permuted: ``(kh, kw, in, out)`` -> ``(out, in, kh, kw)``; a depthwise kernel
+      ``(kh, kw, in, k)`` -> ``(in * k, 1, kh, kw)`` (channel ``c * k + j`` on both sides);
+    - ``SeparableConv2D`` becomes a :class:`DepthwiseSeparableConv2d` whose depthwise part has no
+      bias (``layer.depthwise.bias = None``): Keras has one bias, after the pointwise part;
+    - ``padding='same'`` that Keras applies unevenly (stride > 1, or an even kernel) becomes a
+      :class:`KerasSameConv2d` (for a separable layer: its ``depthwise`` part; the layer's
+      ``padding`` attribute then reads 0);
+    - batch norm keeps Keras's epsilon (1e-3 by default, not PyTorch's 1e-5) and gets PyTorch's
+      momentum ``1 - keras_momentum``;
+    - a conv or dense layer with an activation becomes ``nn.Sequential(conv, activation)``.
+
+    Supported: ``Conv2D`` (with groups), ``DepthwiseConv2D``, ``SeparableConv2D``, ``Dense``,
+    ``BatchNormalization``, ``ReLU`` (plain or capped at 6), ``Activation`` and ``Softmax`` (relu,
+    relu6, sigmoid, softmax, linear), ``ZeroPadding2D``, ``GlobalAveragePooling2D``, ``Dropout``,
+    ``Add``, ``Reshape``/``Flatten`` between ``(1, 1, C)`` and ``(C,)``, and ``keras.Sequential`` or
+    functional models of these with one input and one output, such as
+    ``keras.applications.MobileNet`` and ``MobileNetV2`` (softmax included).
+
+    Args:
+        obj: a built Keras layer or model.
+
+    Returns:
+        nn.Module in evaluation mode (dropout off; Keras layers are in inference mode unless called
+        with ``training=True``); a functional model with branches becomes a module that runs the
+        layers in Keras's order.
+
+    Raises:
+        TypeError: ``obj`` is not a built Keras layer or model, or holds a layer (named in the
+            message) or a setting that cannot be converted exactly.
+        RuntimeError: keras was imported with a backend other than PyTorch.
+
+    Example:
+        >>> keras = import_keras()
+        >>> layer = keras.layers.SeparableConv2D(64, 5, strides=2, padding="same")
+        >>> _ = layer(keras.ops.zeros((1, 228, 228, 3)))
+        >>> converted = from_keras(layer)
+        >>> type(converted).__name__, layer.count_params(), count_params(converted)
+        ('DepthwiseSeparableConv2d', 331, 331)
+    """
+    keras = import_keras()
+    if not isinstance(obj, keras.layers.Layer):
+        raise TypeError(f"obj must be a Keras layer or model, got {_describe(obj)}")
+    if not obj.built:
+        raise TypeError(f"cannot convert layer {obj.name!r}: it is not built (call it once)")
+    module = _convert_model(obj) if isinstance(obj, keras.Model) else _convert_layer(obj)
+    if module is None:
+        raise TypeError(f"cannot convert layer {obj.name!r}: an input layer computes nothing")
+    return module.eval()
+
+
+COUNTERS = ("count_mults", "FlopCounterMode", "ptflops", "fvcore", "thop", "torchinfo")
+
+
+def counter_reports(model, input) -> dict:
+    """What six operation counters report for ``model`` on ``input``, their printing silenced.
+
+    Each counter runs on its own copy of the model in evaluation mode, with its own defaults
+    (ptflops with its PyTorch backend), its standard output and error captured and its warnings
+    ignored. The numbers are each counter's own convention, not comparable as they are: ptflops,
+    thop and torchinfo report multiply-accumulates (MACs), fvcore calls its count FLOPs but counts
+    one per multiply-accumulate, and ``FlopCounterMode`` counts two FLOPs per multiply-accumulate.
+    Which layers each one counts (bias, batch norm, activations, pooling, functional calls) is what
+    the Keras chapter measures.
+
+    Args:
+        model (nn.Module): the model; it is not changed.
+        input (torch.Tensor): its one input, batch included.
+
+    Returns:
+        dict: counter name (the keys of :data:`COUNTERS`) -> ``(operations, parameters)``, two ints;
+        parameters are ``None`` for ``FlopCounterMode``, which does not count them. ``count_mults``
+        is this module's count, with :func:`count_params`.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``input`` not a tensor.
+
+    Example:
+        >>> reports = counter_reports(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
+        >>> reports["ptflops"], reports["FlopCounterMode"]
+        ((61014016, 4864), (120422400, None))
+    """
+    import contextlib
+    import io
+    import warnings
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
+    import thop
+    import torchinfo
+    from fvcore.nn import FlopCountAnalysis, parameter_count
+    from ptflops import get_model_complexity_info
+
+    def fresh() -> nn.Module:
+        return copy.deepcopy(model).eval()
+
+    reports = {"count_mults": (count_mults(model, input), count_params(model)),
+               "FlopCounterMode": (torch_flops(model, input), None)}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed), \
+            warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        macs, params = get_model_complexity_info(
+            fresh(), tuple(input.shape[1:]), input_constructor=lambda _: input,
+            as_strings=False, print_per_layer_stat=False, verbose=False, backend="pytorch")
+        reports["ptflops"] = (int(macs), int(params))
+        copy_ = fresh()
+        analysis = FlopCountAnalysis(copy_, input).unsupported_ops_warnings(False)
+        analysis = analysis.uncalled_modules_warnings(False).tracer_warnings("none")
+        reports["fvcore"] = (int(analysis.total()), int(parameter_count(copy_)[""]))
+        macs, params = thop.profile(fresh(), inputs=(input,), verbose=False)
+        reports["thop"] = (int(macs), int(params))
+        summary = torchinfo.summary(fresh(), input_data=input, verbose=0)
+        reports["torchinfo"] = (int(summary.total_mult_adds), int(summary.total_params))
+    return reports
+
+
 
 # ---------------------------------------------------------------------------------------------------
 # 11. Beyond inference: training cost and int8 quantization
 # ---------------------------------------------------------------------------------------------------
+
+#: EfficientNet-B0's MBConv stages (Tan and Le, 2019, Table 1): (expansion t, kernel k, output
+#: channels, layers, stride of the first layer, input resolution at 224). Typed from the paper.
+EFFICIENTNET_B0_STAGES = (
+    (1, 3, 16, 1, 1, 112), (6, 3, 24, 2, 2, 112), (6, 5, 40, 2, 2, 56), (6, 3, 80, 3, 2, 28),
+    (6, 5, 112, 3, 1, 14), (6, 5, 192, 4, 2, 14), (6, 3, 320, 1, 1, 7),
+)
+
+#: ConvNeXt-T (Liu et al., 2022): per stage (channels C, blocks, resolution at 224); every block
+#: is a 7x7 depthwise convolution on C channels, then 1x1 convolutions C -> 4C -> C.
+CONVNEXT_T_STAGES = ((96, 3, 56), (192, 3, 28), (384, 9, 14), (768, 3, 7))
+
+
+def layer_kind(module) -> str | None:
+    """The book's kind of a layer: ``'standard'``, ``'depthwise'``, ``'pointwise'`` or ``'linear'``.
+
+    A convolution is depthwise when every group holds one input channel (``groups ==
+    in_channels > 1``), pointwise when its kernel is 1x1 and it has one group, and standard
+    otherwise; ``nn.Linear`` is ``'linear'``. Other modules give ``None``. The kinds key
+    :data:`LAYER_COLORS`.
+
+    Example:
+        >>> [layer_kind(m) for m in DepthwiseSeparableConv2d(8, 16, 3).children()]
+        ['depthwise', 'pointwise']
+    """
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return None
+    if module.groups == module.in_channels > 1:
+        return "depthwise"
+    if module.groups == 1 and math.prod(module.kernel_size) == 1:
+        return "pointwise"
+    return "standard"
+
+
+def training_mults(model, input) -> list[dict]:
+    """Multiply-accumulates of one training step's forward and backward pass, layer by layer.
+
+    Every convolution and linear layer does, for the whole batch, ``forward`` multiplications;
+    its backward pass does as many again for the gradient with respect to its input (unless the
+    input needs no gradient: the first layer) and as many for the gradient with respect to its
+    weight (unless the weight is frozen). The chapter on training cost derives the three counts.
+
+    Args:
+        model (nn.Module): the model; it runs once, with gradients, in its current mode.
+        input (torch.Tensor): a batch; ``input.requires_grad`` decides the first layer's count.
+
+    Returns:
+        list of dict, one per layer call: ``name``, ``kind`` (:func:`layer_kind`), ``forward``,
+        ``grad_input`` and ``grad_weight`` (multiply-accumulates, bias excluded).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``input`` not a tensor.
+
+    Example:
+        >>> rows = training_mults(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1)),
+        ...                       torch.zeros(1, 1, 5, 5))
+        >>> [(r["forward"], r["grad_input"], r["grad_weight"]) for r in rows]
+        [(162, 0, 162), (36, 36, 36)]
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
+    rows = []
+
+    def record(name):
+        def hook(module, args, output):
+            per_output = (module.in_features if isinstance(module, nn.Linear) else
+                          module.in_channels // module.groups * math.prod(module.kernel_size))
+            forward = output.numel() * per_output
+            rows.append(dict(name=name, kind=layer_kind(module), forward=forward,
+                             grad_input=forward if args[0].requires_grad else 0,
+                             grad_weight=forward if module.weight.requires_grad else 0))
+        return hook
+
+    handles = [module.register_forward_hook(record(name))
+               for name, module in model.named_modules() if layer_kind(module)]
+    try:
+        with torch.enable_grad():
+            model(input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
+
+
+def fake_quantize(weight, per_channel=False, bits=8) -> torch.Tensor:
+    r"""Symmetric integer quantization of a weight tensor, returned dequantized (same dtype).
+
+    Each value becomes :math:`s \cdot \mathrm{clamp}(\mathrm{round}(w / s), -q, q)` with
+    :math:`q = 2^{b-1} - 1` (127 for 8 bits) and the scale :math:`s = \max |w| / q`, taken over
+    the whole tensor (per tensor) or over each output channel (per channel: ``weight[n]``). This
+    is how int8 runtimes store weights (ONNX Runtime's ``QInt8`` weights are symmetric); the
+    quantization chapter compares the two choices. Deterministic: in float64 every operation is
+    exactly rounded, so the result is the same on every CPU.
+
+    Args:
+        weight (torch.Tensor): a weight, output channels first (convolution or linear layer).
+        per_channel (bool): one scale per output channel instead of one per tensor. Default: False.
+        bits (int): bits per value, 2 to 16. Default: 8.
+
+    Returns:
+        torch.Tensor: the quantized values, dequantized, in ``weight``'s dtype and shape. A
+        channel (or tensor) of zeros stays zero.
+
+    Raises:
+        TypeError: ``weight`` not a floating-point tensor, ``per_channel`` not a bool, ``bits``
+            not an integer.
+        ValueError: ``bits`` outside 2..16.
+
+    Example:
+        >>> fake_quantize(torch.tensor([[1.0, 0.5], [0.01, -0.004]], dtype=torch.float64))
+        tensor([[ 1.0000,  0.5039],
+                [ 0.0079, -0.0000]], dtype=torch.float64)
+    """
+    if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got {_describe(weight)}")
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    bits = _check_int("bits", bits, 2)
+    if bits > 16:
+        raise ValueError(f"bits must be at most 16, got {bits}")
+    levels = 2 ** (bits - 1) - 1
+    weight = weight.detach()
+    if per_channel and weight.dim() > 1:
+        largest = weight.abs().flatten(1).amax(dim=1).reshape(-1, *[1] * (weight.dim() - 1))
+    else:
+        largest = weight.abs().amax()
+    scale = torch.where(largest > 0, largest / levels, torch.ones_like(largest))
+    return torch.clamp(torch.round(weight / scale), -levels, levels) * scale
+
+
+def sqnr_db(reference, approximation) -> float:
+    r"""Signal-to-quantization-noise ratio in decibels: :math:`10 \log_{10}
+    (\sum x^2 / \sum (x - \hat x)^2)`, with ``reference`` :math:`x` and ``approximation``
+    :math:`\hat x`. Every bit of precision adds about 6.02 dB; ``inf`` if they are equal.
+
+    Raises:
+        TypeError: the arguments are not tensors.
+        ValueError: their shapes differ, or the reference is all zeros.
+
+    Example:
+        >>> round(sqnr_db(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 4.5])), 2)
+        20.0
+    """
+    for name, value in (("reference", reference), ("approximation", approximation)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {_describe(value)}")
+    if reference.shape != approximation.shape:
+        raise ValueError(f"reference and approximation must have the same shape, got "
+                         f"{tuple(reference.shape)} and {tuple(approximation.shape)}")
+    signal = reference.detach().double().square().sum().item()
+    if signal == 0:
+        raise ValueError("reference is all zeros: its SQNR is undefined")
+    noise = (reference.detach().double() - approximation.detach().double()).square().sum().item()
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise)
+
+
+def _fold_all_batch_norms(module: nn.Module) -> None:
+    """Fold every batch norm that follows a convolution in a Sequential, including one that
+    follows a depthwise separable layer (into its pointwise part, the last convolution)."""
+    names = list(module._modules)
+    for name, following in zip(names, names[1:] + [None]):
+        child, after = module._modules[name], module._modules.get(following) if following else None
+        if isinstance(module, nn.Sequential) and isinstance(after, nn.BatchNorm2d):
+            if isinstance(child, nn.Conv2d):
+                module._modules[name] = fuse_conv_bn_eval(child, after)
+                module._modules[following] = nn.Identity()
+                continue
+            if isinstance(child, DepthwiseSeparableConv2d):
+                child.pointwise = fuse_conv_bn_eval(child.pointwise, after)
+                module._modules[following] = nn.Identity()
+                continue
+        if child is not None:
+            _fold_all_batch_norms(child)
+
+
+def _fake_quantize_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Asymmetric uint8 (ONNX Runtime's QUInt8 activations): the range [low, high], widened to
+    hold 0, is cut into 255 steps; values are rounded to the grid and clipped to it."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255 if high > low else 1.0
+    zero = round(-low / scale)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
+    """A copy of ``model`` that computes as an int8 runtime would, in the model's own dtype.
+
+    Batch norms are folded into their convolutions; every convolution and linear layer gets its
+    weight :func:`fake_quantize`-d (symmetric int8, per tensor or per output channel) and its
+    input rounded to asymmetric uint8 over the range its input took on ``calibration`` (min/max
+    calibration, one range per tensor). This mirrors ONNX Runtime's static quantization (QDQ,
+    ``QUInt8`` activations, ``QInt8`` weights, min/max calibration) up to where the runtime also
+    rounds (biases in int32, outputs requantized); in float64 the result is the same on every CPU.
+
+    Args:
+        model (nn.Module): the float model (left unchanged).
+        calibration (torch.Tensor): input batch from which the activation ranges are taken.
+        per_channel (bool): weights per output channel instead of per tensor. Default: False.
+
+    Returns:
+        nn.Module: the simulated int8 model, in evaluation mode.
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module``, ``calibration`` not a tensor, ``per_channel``
+            not a bool.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)).double()
+        >>> x = torch.rand(8, 1, 6, 6, dtype=torch.float64)
+        >>> sqnr_db(net(x), simulate_int8(net, x)(x)) > 30
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not isinstance(calibration, torch.Tensor):
+        raise TypeError(f"calibration must be a tensor, got {_describe(calibration)}")
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    quantized = copy.deepcopy(model).eval()
+    _fold_all_batch_norms(quantized)
+    layers = [m for m in quantized.modules() if layer_kind(m)]
+    ranges = {}
+    hooks = [m.register_forward_pre_hook(
+        lambda m, args: ranges.setdefault(m, (args[0].min().item(), args[0].max().item())))
+        for m in layers]
+    with torch.no_grad():
+        quantized(calibration)
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.copy_(fake_quantize(layer.weight, per_channel))
+            layer.register_forward_pre_hook(
+                lambda m, args: (_fake_quantize_activation(args[0], *ranges[m]),))
+    return quantized
+
+
+class _CalibrationReader:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of input arrays."""
+
+    def __init__(self, arrays):
+        self.arrays = iter(arrays)
+
+    def get_next(self):
+        array = next(self.arrays, None)
+        return None if array is None else {"input": array}
+
+
+def onnxruntime_int8_session(model, example_input, calibration, per_channel=False, threads=1):
+    """``model`` exported to ONNX, quantized to int8 by ONNX Runtime, as a tensor -> tensor callable.
+
+    Static post-training quantization with ``onnxruntime.quantization.quantize_static``: QDQ
+    format, ``QUInt8`` activations, ``QInt8`` weights (per tensor, or per output channel),
+    min/max calibration on ``calibration``. Exported like :func:`onnxruntime_session` (batch
+    norm folded); every message of the exporter and the quantizer is silenced.
+
+    Args:
+        model (nn.Module): a float model taking one tensor (converted to float32 for export).
+        example_input (torch.Tensor): an input of the shape the session will accept.
+        calibration (list of torch.Tensor): calibration batches, each of ``example_input``'s shape.
+        per_channel (bool): weights per output channel. Default: False.
+        threads (int): ONNX Runtime's intra-op threads. Default: 1.
+
+    Returns:
+        callable: maps an input tensor to the output tensor (float32).
+
+    Raises:
+        TypeError: arguments of the wrong type.
+        ValueError: a calibration batch of another shape than ``example_input``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    if not (isinstance(calibration, (list, tuple)) and calibration
+            and all(isinstance(c, torch.Tensor) for c in calibration)):
+        raise TypeError(f"calibration must be a list of tensors, got {_describe(calibration)}")
+    if any(c.shape != example_input.shape for c in calibration):
+        raise ValueError(f"every calibration batch must have shape {tuple(example_input.shape)}")
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    threads = _check_int("threads", threads, 1)
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    exported = copy.deepcopy(model).eval().float()
+    example = example_input.detach().float()
+    arrays = [c.detach().float().numpy() for c in calibration]
+    with tempfile.TemporaryDirectory() as folder, _Silenced():
+        logging.disable(logging.WARNING)              # the quantizer logs advice to the root logger
+        try:
+            source, target = Path(folder, "float.onnx"), Path(folder, "int8.onnx")
+            source.write_bytes(_to_onnx(exported, (example,)))
+            quantize_static(str(source), str(target), _CalibrationReader(arrays),
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            onnx_bytes = onnx.load(str(target)).SerializeToString()
+        finally:
+            logging.disable(logging.NOTSET)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(onnx_bytes, options,
+                                               providers=["CPUExecutionProvider"])
+    return _OnnxRuntimeModel(session, tuple(example.shape), threads)
+
+
+def depthwise_weight_decay(model, weight_decay=5e-4, depthwise=0.0) -> list:
+    """L2 weight decay with its own rate for the depthwise filters, added by gradient hooks.
+
+    MobileNet's paper advises little or no weight decay on the depthwise filters, which have
+    few parameters. This adds ``rate * p`` to the gradient of every parameter ``p`` as it is
+    computed, with ``rate = depthwise`` for the weights of depthwise convolutions
+    (:func:`layer_kind`) and ``weight_decay`` for every other parameter; train with the
+    optimizer's own weight decay at 0 (``train_digits(..., weight_decay=0.0)``). With
+    ``depthwise == weight_decay`` it is the optimizer's weight decay, up to rounding.
+
+    Args:
+        model (nn.Module): the model; hooks are attached to its parameters.
+        weight_decay (float): rate for every parameter but the depthwise weights. Default: 5e-4.
+        depthwise (float): rate for the depthwise weights. Default: 0.0.
+
+    Returns:
+        list: the hook handles (``handle.remove()`` detaches them).
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module``, a rate not a number.
+        ValueError: a negative rate.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    for name, value in (("weight_decay", weight_decay), ("depthwise", depthwise)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {_describe(value)}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    depthwise_weights = {id(m.weight) for m in model.modules() if layer_kind(m) == "depthwise"}
+    handles = []
+    for parameter in model.parameters():
+        rate = depthwise if id(parameter) in depthwise_weights else weight_decay
+        if rate:
+            handles.append(parameter.register_hook(
+                lambda grad, p=parameter, rate=rate: grad + rate * p.detach()))
+    return handles
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1376,6 +2640,252 @@ def layer_color(kind) -> str:
     if kind not in LAYER_COLORS:
         raise ValueError(f"kind must be one of {', '.join(LAYER_COLORS)}, got {kind!r}")
     return LAYER_COLORS[kind]
+
+
+def draw_kernel_slide(placements, size=5, kernel_size=3, stride=2, padding=1, ncols=2):
+    """Draw placements of a kernel sliding over a padded input, one panel per placement.
+
+    Each panel shows the padded square input (padding zeros in grey), one placement of
+    the kernel outlined in the colour of a standard convolution
+    (``LAYER_COLORS['standard']``), and the output grid with the pixel that placement
+    computes filled in the same colour. Chapter 1 (``01_convolution``) draws its figure
+    of a padded, strided convolution with it, in the style of Dumoulin and Visin, "A guide
+    to convolution arithmetic for deep learning" (2016).
+
+    Args:
+        placements (sequence of pairs of int): output pixels ``(row, column)`` to draw,
+            one panel each, in order.
+        size (int): input side D_F in pixels (square input). Default: 5.
+        kernel_size (int): kernel side D_K in pixels. Default: 3.
+        stride (int): stride s in pixels. Default: 2.
+        padding (int): zeros p added on each side. Default: 1.
+        ncols (int): panels per row of the figure. Default: 2.
+
+    Returns:
+        matplotlib.figure.Figure: the figure, one axes per placement (show it with
+        ``plt.show()``).
+
+    Raises:
+        TypeError: an argument is not an integer, or a placement not a pair of integers.
+        ValueError: no placement, a placement outside the output grid, or a kernel that
+            does not fit the padded input (as in :func:`conv_output_size`).
+
+    Example:
+        >>> fig = draw_kernel_slide([(0, 0), (2, 2)])
+        >>> len(fig.axes), fig.axes[1].get_title()
+        (2, 'output (2, 2): padded rows 4-6, columns 4-6')
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+
+    out = conv_output_size(size, kernel_size, stride, padding)
+    ncols = _check_int("ncols", ncols, 1)
+    if not isinstance(placements, (list, tuple)):
+        raise TypeError(f"placements must be a list of (row, column) pairs, "
+                        f"got {_describe(placements)}")
+    if len(placements) == 0:
+        raise ValueError("placements must name at least one output pixel, got none")
+    for place in placements:
+        if not (isinstance(place, (list, tuple)) and len(place) == 2):
+            raise TypeError(f"each placement must be a (row, column) pair, "
+                            f"got {place!r}")
+        for name, value in zip(("row", "column"), place):
+            if _check_int(f"placement {name}", value, 0) >= out:
+                raise ValueError(f"placement {tuple(place)!r} is outside the "
+                                 f"{out}x{out} output")
+
+    color = LAYER_COLORS["standard"]
+    padded = size + 2 * padding
+    nrows = -(-len(placements) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.4 * nrows + 0.4),
+                             squeeze=False)
+    fig.patch.set_facecolor("white")
+    for ax in axes.flat[len(placements):]:
+        fig.delaxes(ax)
+    for ax, (row, col) in zip(axes.flat, placements):
+        for r in range(padded):                  # the padded input, row 0 at the top
+            for c in range(padded):
+                inside = padding <= r < padding + size and padding <= c < padding + size
+                ax.add_patch(Rectangle((c, r), 1, 1, edgecolor="0.35", linewidth=0.8,
+                                       facecolor="white" if inside else "0.82"))
+                if not inside:
+                    ax.text(c + 0.5, r + 0.5, "0", ha="center", va="center",
+                            fontsize=7, color="0.3")
+        top, left = row * stride, col * stride
+        ax.add_patch(Rectangle((left, top), kernel_size, kernel_size, fill=False,
+                               edgecolor=color, linewidth=3))
+        x0, y0 = padded + 1.5, (padded - out) / 2    # where the output grid starts
+        for r in range(out):
+            for c in range(out):
+                current = (r, c) == (row, col)
+                ax.add_patch(Rectangle((x0 + c, y0 + r), 1, 1, edgecolor="0.35",
+                                       linewidth=0.8, alpha=0.6 if current else 1.0,
+                                       facecolor=color if current else "white"))
+        ax.annotate("", xy=(x0 + col + 0.5, y0 + row + 0.5),
+                    xytext=(left + kernel_size, top + kernel_size / 2),
+                    arrowprops=dict(arrowstyle="->", color=color, linewidth=1.5))
+        ax.text(padded / 2, -0.3, f"padded input {padded}x{padded}", ha="center",
+                va="bottom", fontsize=9)
+        ax.text(x0 + out / 2, y0 - 0.3, f"output {out}x{out}", ha="center",
+                va="bottom", fontsize=9)
+        last_row, last_col = top + kernel_size - 1, left + kernel_size - 1
+        ax.set_title(f"output ({row}, {col}): padded rows {top}-{last_row}, "
+                     f"columns {left}-{last_col}", fontsize=9)
+        ax.set_xlim(-0.2, x0 + out + 0.2)
+        ax.set_ylim(padded + 0.2, -1.3)           # row 0 at the top, as in an image
+        ax.set_aspect("equal")
+        ax.axis("off")
+    legend = [Patch(facecolor="0.82", edgecolor="0.35", label="zero padding"),
+              Patch(facecolor="white", edgecolor="0.35", label="input pixel"),
+              Patch(facecolor="none", edgecolor=color, linewidth=2,
+                    label=f"{kernel_size}x{kernel_size} kernel placement"),
+              Patch(facecolor=color, alpha=0.6, edgecolor="0.35",
+                    label="output pixel it computes")]
+    fig.legend(handles=legend, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.4 / (3.4 * nrows + 0.4), 1, 1))
+    return fig
+
+
+#: Oblique projection of the filter drawings: one step along the channel axis moves a
+#: point this far right and up (in cells), so that a filter's channels recede.
+_DEPTH_STEP = (0.42, 0.30)
+
+
+def _draw_box(ax, x, y, width, height, depth, color):
+    """A filter as a box of width x height x depth cells, front lower left at (x, y)."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Polygon
+
+    dx, dy = _DEPTH_STEP
+    grid = []                                    # the lines between cells, drawn at once
+    base = to_rgb(color)
+    light = tuple(c + (1 - c) * 0.45 for c in base)
+    dark = tuple(c * 0.72 for c in base)
+
+    def face(corner, u, v, cells_u, cells_v, shade):
+        # a parallelogram of cells_u steps u by cells_v steps v, with its cell grid
+        (cx, cy), (ux, uy), (vx, vy) = corner, u, v
+        points = [(cx, cy), (cx + cells_u * ux, cy + cells_u * uy),
+                  (cx + cells_u * ux + cells_v * vx, cy + cells_u * uy + cells_v * vy),
+                  (cx + cells_v * vx, cy + cells_v * vy)]
+        ax.add_patch(Polygon(points, closed=True, facecolor=shade, edgecolor="black",
+                             linewidth=0.8))
+        grid.extend([(cx + i * ux, cy + i * uy),
+                     (cx + i * ux + cells_v * vx, cy + i * uy + cells_v * vy)]
+                    for i in range(1, cells_u))
+        grid.extend([(cx + j * vx, cy + j * vy),
+                     (cx + j * vx + cells_u * ux, cy + j * vy + cells_u * uy)]
+                    for j in range(1, cells_v))
+
+    face((x, y), (1, 0), (0, 1), width, height, base)                 # front
+    face((x, y + height), (1, 0), (dx, dy), width, depth, light)      # top
+    face((x + width, y), (dx, dy), (0, 1), depth, height, dark)       # right side
+    ax.add_collection(LineCollection(grid, colors="black", linewidths=0.4))
+
+
+def _edge_label(symbol, value):
+    return symbol if symbol == str(value) else f"{symbol} = {value}"
+
+
+def draw_filter_banks(in_channels, out_channels, kernel_size, ax=None):
+    r"""Draw the filters of a standard convolution and of its depthwise separable twin.
+
+    The idea of Figure 2 of Howard et al. (2017), MobileNets, drawn to scale for small
+    numbers: one box per filter, one cell per weight, the channel axis receding.
+    Row (a), the standard convolution: N filters of :math:`D_K \times D_K \times M`.
+    Row (b), the depthwise convolution: M filters of :math:`D_K \times D_K \times 1`,
+    filter m for input channel m. Row (c), the pointwise convolution: N filters of
+    :math:`1 \times 1 \times M`. Colours from :data:`LAYER_COLORS`. Explained in the
+    chapter on the cost of a depthwise separable convolution.
+
+    Args:
+        in_channels (int): input channels M, from 1 to 8.
+        out_channels (int): output channels N, from 1 to 8.
+        kernel_size (int): kernel side D_K in pixels, from 1 to 7.
+        ax (matplotlib.axes.Axes, optional): where to draw. Default: a new figure, sized
+            at 0.4 inch per cell so that the labels fit.
+
+    Returns:
+        tuple: ``(ax, weights)``: the axes drawn on, and a dict with the number of
+        weights drawn in each bank (no biases): ``'standard'`` :math:`D_K^2 M N`,
+        ``'depthwise'`` :math:`D_K^2 M`, ``'pointwise'`` :math:`M N`.
+
+    Raises:
+        TypeError: a size that is not an integer, or an ``ax`` that is not an Axes.
+        ValueError: a size out of the ranges above (larger banks are not readable).
+
+    Example:
+        >>> ax, weights = draw_filter_banks(3, 4, kernel_size=3)
+        >>> weights
+        {'standard': 108, 'depthwise': 27, 'pointwise': 12}
+        >>> import matplotlib.pyplot as plt; plt.close(ax.figure)
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    m = _check_int("in_channels", in_channels, 1)
+    n = _check_int("out_channels", out_channels, 1)
+    k = _check_int("kernel_size", kernel_size, 1)
+    for name, value, largest in (("in_channels", m, 8), ("out_channels", n, 8),
+                                 ("kernel_size", k, 7)):
+        if value > largest:
+            raise ValueError(f"{name} must be at most {largest} to draw, got {value}")
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {_describe(ax)}")
+    dx, dy = _DEPTH_STEP
+    gap = 1.2
+    # kind, title, filters, (width, height, depth) of a filter, edge labels, label below
+    rows = [
+        ("standard", "(a) standard convolution: $N$ = {n} filters of "
+         r"$D_K \times D_K \times M$ = {k} × {k} × {m}", n, (k, k, m), ("$D_K$", "$M$"),
+         "output channel {}"),
+        ("depthwise", "(b) depthwise convolution: $M$ = {m} filters of "
+         r"$D_K \times D_K \times 1$ = {k} × {k} × 1", m, (k, k, 1), ("$D_K$", "1"),
+         "input channel {}"),
+        ("pointwise", "(c) pointwise convolution: $N$ = {n} filters of "
+         r"$1 \times 1 \times M$ = 1 × 1 × {m}", n, (1, 1, m), ("1", "$M$"),
+         "output channel {}"),
+    ]
+    weights = {"standard": k * k * m * n, "depthwise": k * k * m, "pointwise": m * n}
+    widths = [count * max(w + d * dx + gap, 2.6) for _, _, count, (w, _, d), *_ in rows]
+    row_width = max(widths + [20.0])                      # at least room for the titles
+    new_figure = ax is None
+    if new_figure:
+        _, ax = plt.subplots()
+    ax.figure.patch.set_facecolor("white")
+    top = 0.0
+    for kind, title, count, (width, height, depth), edges, label in rows:
+        box_height = height + depth * dy
+        base_y = top - 1.6 - box_height                  # a title line above the boxes
+        title = title.format(n=n, m=m, k=k) + f": {weights[kind]:,} weights"
+        ax.text(0, top - 0.7, title, fontsize=10.5, va="center", ha="left")
+        step = max(width + depth * dx + gap, 2.6)        # room for the labels below
+        for i in range(count):
+            _draw_box(ax, i * step, base_y, width, height, depth, layer_color(kind))
+            ax.text(i * step + width / 2, base_y - 0.45, label.format(i + 1),
+                    fontsize=7.5, ha="center", va="top")
+        # the sizes along two edges of the first filter
+        ax.text(-0.25, base_y + height / 2, _edge_label(edges[0], height),
+                ha="right", va="center", fontsize=8.5, color="dimgray")
+        ax.text(width + depth * dx / 2 + 0.25, base_y + depth * dy / 2 - 0.05,
+                _edge_label(edges[1], depth), ha="left", va="top", fontsize=8.5,
+                color="dimgray")
+        top = base_y - 1.4
+    separable = weights["depthwise"] + weights["pointwise"]
+    total = (f"(b) + (c), the depthwise separable convolution: {weights['depthwise']:,}"
+             f" + {weights['pointwise']:,} = {separable:,} weights,"
+             f" against {weights['standard']:,} for (a)")
+    ax.text(0, top - 0.3, total, fontsize=10.5, va="center", ha="left",
+            fontweight="bold")
+    left, right, bottom = -2.6, row_width + 0.5, top - 0.4
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, 0.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if new_figure:
+        ax.figure.set_size_inches(0.4 * (right - left), 0.4 * (0.2 - bottom))
+    return ax, weights
 
 
 # ---------------------------------------------------------------------------------------------------
