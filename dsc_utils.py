@@ -1031,6 +1031,23 @@ def mobilenet_block(in_channels, out_channels, stride=1) -> nn.Sequential:
 
     As in Figure 3 of Howard et al. (2017); the convolutions have no bias, since batch norm follows.
     Xception's separable convolution differs: nothing between the depthwise and the pointwise part.
+    The PyTorch-layer and MobileNet chapters use it.
+
+    Args:
+        in_channels (int): input channels M.
+        out_channels (int): output channels N.
+        stride (int): stride of the depthwise convolution. Default: 1.
+
+    Shape:
+        - Input: :math:`(B, M, H, W)`; output: :math:`(B, N, \lceil H/s \rceil, \lceil W/s \rceil)`.
+
+    Returns:
+        nn.Sequential: children ``depthwise``, ``depthwise_bn``, ``depthwise_relu``, ``pointwise``,
+        ``pointwise_bn``, ``pointwise_relu``.
+
+    Raises:
+        TypeError: an argument that is not an integer.
+        ValueError: an argument below 1.
 
     Example:
         >>> [name for name, _ in mobilenet_block(32, 64).named_children()]
@@ -1039,14 +1056,16 @@ def mobilenet_block(in_channels, out_channels, stride=1) -> nn.Sequential:
     in_channels = _check_int("in_channels", in_channels, 1)
     out_channels = _check_int("out_channels", out_channels, 1)
     stride = _check_int("stride", stride, 1)
-    return nn.Sequential(OrderedDict(
-        depthwise=nn.Conv2d(in_channels, in_channels, 3, stride, padding=1, groups=in_channels, bias=False),
-        depthwise_bn=nn.BatchNorm2d(in_channels),
-        depthwise_relu=nn.ReLU(inplace=True),
-        pointwise=nn.Conv2d(in_channels, out_channels, 1, bias=False),
-        pointwise_bn=nn.BatchNorm2d(out_channels),
-        pointwise_relu=nn.ReLU(inplace=True),
-    ))
+    depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, padding=1, groups=in_channels, bias=False)
+    pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+    return nn.Sequential(_conv_bn_act(depthwise, prefix="depthwise") | _conv_bn_act(pointwise, prefix="pointwise"))
+
+
+def _conv_bn_act(conv, activation=nn.ReLU, prefix="", inplace=True) -> OrderedDict:
+    """The book's one convolution-batch-norm-activation builder: ``conv``, a ``BatchNorm2d`` of its
+    output channels and ``activation``, named conv/bn/relu or prefix/prefix_bn/prefix_relu."""
+    names = (prefix, f"{prefix}_bn", f"{prefix}_relu") if prefix else ("conv", "bn", "relu")
+    return OrderedDict(zip(names, (conv, nn.BatchNorm2d(conv.out_channels), activation(inplace=inplace))))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1135,12 +1154,9 @@ def _check_multiplier(name: str, value) -> float:
 
 
 def _conv_bn_relu(in_channels, out_channels, kernel_size, stride, groups=1, activation=nn.ReLU):
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2,
-                       groups=groups, bias=False),
-        bn=nn.BatchNorm2d(out_channels),
-        relu=activation(inplace=True),
-    ))
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2,
+                     groups=groups, bias=False)
+    return nn.Sequential(_conv_bn_act(conv, activation))
 
 
 def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.Module:
@@ -1279,20 +1295,32 @@ def mobilenet_v2(num_classes=1000) -> nn.Module:
 # 7. Measurement: preparing a model for fast inference
 # ---------------------------------------------------------------------------------------------------
 
-def _fold_batch_norms(module: nn.Module) -> int:
-    """Fold every BatchNorm2d that directly follows a Conv2d (in a Sequential) into that convolution,
-    with PyTorch's own ``fuse_conv_bn_eval``; the batch norm becomes ``nn.Identity``. Returns how many."""
+# The batch norm that can follow each convolution (same number of spatial dimensions).
+_FOLDABLE = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d,
+             nn.ConvTranspose1d: nn.BatchNorm1d, nn.ConvTranspose2d: nn.BatchNorm2d,
+             nn.ConvTranspose3d: nn.BatchNorm3d}
+
+
+def _fold_batch_norms(module: nn.Module, prefix: str = "") -> int:
+    """Fold every batch norm that directly follows a convolution of its dimension (in a Sequential)
+    into that convolution, with PyTorch's own ``fuse_conv_bn_eval``; the batch norm becomes
+    ``nn.Identity``. A batch norm without running statistics (it normalizes with each batch's own)
+    cannot be folded and stays. Returns how many were folded."""
     folded = 0
     names = list(module._modules)
     for name, following in zip(names, names[1:] + [None]):
         child = module._modules[name]
         after = module._modules.get(following) if following else None
-        if isinstance(child, nn.Conv2d) and isinstance(after, nn.BatchNorm2d) and isinstance(module, nn.Sequential):
-            module._modules[name] = fuse_conv_bn_eval(child, after)
+        if (isinstance(module, nn.Sequential) and type(after) is _FOLDABLE.get(type(child))
+                and after.running_mean is not None):
+            if after.num_features != child.out_channels:
+                raise ValueError(f"model's {prefix}{following} normalizes {after.num_features} channels but "
+                                 f"follows {prefix}{name} with {child.out_channels}: the model cannot run")
+            module._modules[name] = fuse_conv_bn_eval(child, after, transpose=child.transposed)
             module._modules[following] = nn.Identity()
             folded += 1
         elif child is not None:
-            folded += _fold_batch_norms(child)
+            folded += _fold_batch_norms(child, f"{prefix}{name}.")
     return folded
 
 
@@ -1338,33 +1366,66 @@ def randomize_batch_norms(model, seed=0):
 
 
 class InferenceModel(nn.Module):
-    """What :func:`prepare_for_inference` returns: the prepared copy and the input conversion it needs."""
+    """What :func:`prepare_for_inference` returns: the prepared copy and the input conversion it needs.
+
+    Attributes: ``model`` (the prepared copy), ``memory_format``, ``folded_batch_norms`` (how many
+    were folded) and ``unfolded_batch_norms`` (names, inside ``model``, of the batch norms left as
+    they were: those without running statistics or that follow no convolution). The speed and
+    memory chapter uses it.
+
+    Shape:
+        The inputs of the original model; 4-D tensors are given ``memory_format``, others are made
+        contiguous (channels-last exists for 4-D tensors only).
+    """
 
     def __init__(self, model: nn.Module, memory_format: torch.memory_format, folded: int):
         super().__init__()
         self.model = model
         self.memory_format = memory_format
         self.folded_batch_norms = folded
+        self.unfolded_batch_norms = [name for name, module in model.named_modules()
+                                     if isinstance(module, nn.modules.batchnorm._BatchNorm)]
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs, **kwargs):
+        def convert(value):
+            if not isinstance(value, torch.Tensor):
+                return value
+            return value.contiguous(memory_format=self.memory_format if value.dim() == 4 else
+                                    torch.contiguous_format)
+
         with torch.inference_mode():
-            return self.model(input.contiguous(memory_format=self.memory_format))
+            return self.model(*map(convert, inputs), **{k: convert(v) for k, v in kwargs.items()})
 
 
 def prepare_for_inference(model, memory_format=torch.channels_last) -> InferenceModel:
     """An inference-ready copy of ``model``; the original is left unchanged.
 
-    The copy is in evaluation mode, has every batch norm that follows a convolution folded into that
-    convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``: one convolution instead of a convolution
-    and a per-channel scale and shift), keeps its weights in ``memory_format`` (channels-last, NHWC,
-    was the fastest for depthwise and pointwise convolutions on the CPUs the book was measured on),
-    needs no gradients, and runs under ``torch.inference_mode``. It takes the same input as the
-    original (an NCHW tensor in any memory format) and gives the same output up to rounding.
+    The copy is in evaluation mode, has every batch norm that follows a convolution of its dimension
+    in an ``nn.Sequential`` (``Conv1d/2d/3d`` or transposed, then ``BatchNorm1d/2d/3d``) folded into
+    that convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``: one convolution instead of a
+    convolution and a per-channel scale and shift), keeps its 4-D weights in ``memory_format``
+    (channels-last, NHWC, was the fastest for depthwise and pointwise convolutions on the CPUs the
+    book was measured on), needs no gradients, and runs under ``torch.inference_mode``. It takes the
+    same inputs as the original and gives the same output as the original in evaluation mode, up to
+    rounding. A batch norm created with ``track_running_stats=False`` normalizes every batch with
+    that batch's own statistics, so no constant can replace it: it is left in place (listed in
+    ``unfolded_batch_norms``). The speed and memory chapter explains and measures it.
 
     Args:
-        model (nn.Module): a model whose convolutions take 4-D (batch, channels, height, width) input.
+        model (nn.Module): the model, of any dimension (1-D, 2-D and 3-D convolutions).
         memory_format (torch.memory_format): ``torch.channels_last`` (default) or
             ``torch.contiguous_format``.
+
+    Shape:
+        As the original model's; see :class:`InferenceModel`.
+
+    Returns:
+        InferenceModel: the prepared copy and the input conversion it needs.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: another ``memory_format``; a model that cannot be copied, or whose batch norm
+            does not match the convolution before it (named in the message).
 
     Example:
         >>> fast = prepare_for_inference(mobilenet_v1())
@@ -1377,9 +1438,15 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
         raise ValueError(
             f"memory_format must be torch.channels_last or torch.contiguous_format, got {memory_format!r}"
         )
-    prepared = copy.deepcopy(model).eval()
+    try:
+        prepared = copy.deepcopy(model).eval()
+    except Exception as error:
+        raise ValueError(f"model cannot be copied, so it cannot be prepared: {error}") from error
     folded = _fold_batch_norms(prepared)
-    prepared = prepared.to(memory_format=memory_format)
+    with torch.no_grad():
+        for tensor in [*prepared.parameters(), *prepared.buffers()]:
+            if tensor.dim() == 4:  # channels-last exists for 4-D tensors only
+                tensor.data = tensor.data.contiguous(memory_format=memory_format)
     for parameter in prepared.parameters():
         parameter.requires_grad_(False)
     return InferenceModel(prepared, memory_format, folded).eval()
@@ -1487,19 +1554,16 @@ def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
 
-    def block(in_channels, out_channels):
-        if separable:
-            conv = DepthwiseSeparableConv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        else:
-            conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        return nn.Sequential(OrderedDict(conv=conv, bn=nn.BatchNorm2d(out_channels), relu=nn.ReLU()))
+    def block(in_channels, out_channels, separable):
+        layer = DepthwiseSeparableConv2d if separable else nn.Conv2d
+        conv = layer(in_channels, out_channels, 3, padding=1, bias=False)
+        return nn.Sequential(_conv_bn_act(conv, inplace=False))
 
     return nn.Sequential(OrderedDict(
-        stem=nn.Sequential(OrderedDict(conv=nn.Conv2d(1, width, 3, padding=1, bias=False),
-                                       bn=nn.BatchNorm2d(width), relu=nn.ReLU())),
-        block1=block(width, 2 * width),
+        stem=block(1, width, separable=False),      # standard in both versions
+        block1=block(width, 2 * width, separable),
         pool1=nn.MaxPool2d(2),                      # 8x8 -> 4x4
-        block2=block(2 * width, 2 * width),
+        block2=block(2 * width, 2 * width, separable),
         pool2=nn.MaxPool2d(2),                      # 4x4 -> 2x2
         flatten=nn.Flatten(),
         classifier=nn.Linear(2 * width * 4, 10),
@@ -2360,9 +2424,9 @@ def fake_quantize(weight, per_channel=False, bits=8) -> torch.Tensor:
         ValueError: ``bits`` outside 2..16.
 
     Example:
-        >>> fake_quantize(torch.tensor([[1.0, 0.5], [0.01, -0.004]], dtype=torch.float64))
-        tensor([[ 1.0000,  0.5039],
-                [ 0.0079, -0.0000]], dtype=torch.float64)
+        >>> fake_quantize(torch.tensor([[1.0, -0.5], [0.01, 0.003]], dtype=torch.float64))
+        tensor([[ 1.0000, -0.5039],
+                [ 0.0079,  0.0000]], dtype=torch.float64)
     """
     if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
         raise TypeError(f"weight must be a floating-point tensor, got {_describe(weight)}")
@@ -2473,9 +2537,10 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
     _fold_all_batch_norms(quantized)
     layers = [m for m in quantized.modules() if layer_kind(m)]
     ranges = {}
-    hooks = [m.register_forward_pre_hook(
-        lambda m, args: ranges.setdefault(m, (args[0].min().item(), args[0].max().item())))
-        for m in layers]
+    def record(layer, args):
+        ranges[layer] = (args[0].min().item(), args[0].max().item())
+
+    hooks = [m.register_forward_pre_hook(record) for m in layers]
     with torch.no_grad():
         quantized(calibration)
     for hook in hooks:
