@@ -189,3 +189,105 @@ def test_figures_are_numbered_and_captioned(path):
         assert str(figure.get("name", "")).startswith("fig-"), f"code cell {number}: figure name should start with fig-"
         names.append(figure["name"])
     assert len(names) == len(set(names)), "two figures share a name"
+
+
+# ----------------------------------------------------------------------------------------------
+# How the chapters read (the book teaches; it is not a test log)
+# ----------------------------------------------------------------------------------------------
+
+HIDDEN = {"hide-cell", "remove-cell", "hide-output", "remove-output"}
+BOOLEAN_LINE = re.compile(r"^[^\n]*\b(True|False)\s*$", re.M)
+PROJECT_TALK = re.compile(r"project'?s goal|meets the goal|misses the goal|our goal|\bthe issue\b", re.I)
+
+
+def cells_with_section(path: Path):
+    """(cell, in_exercises) for every cell of the notebook."""
+    in_exercises = False
+    for cell in json.loads(path.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and re.search(r"^#+\s*Exercises", source, re.M):
+            in_exercises = True
+        yield cell, in_exercises
+
+
+def visible_text(cell) -> str:
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    if tags & HIDDEN:
+        return ""
+    return "\n".join(output_text(o) for o in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_code_lines_fit_the_page(path):
+    for number, cell in enumerate(code_cells(path), 1):
+        long = [line for line in "".join(cell["source"]).splitlines() if len(line) > 88]
+        assert not long, f"code cell {number} has {len(long)} line(s) over 88 characters: {long[0]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_numbers_in_prose_are_glued(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    prose = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert len(re.findall(r"\bglue\(", code)) >= 3, "fewer than three numbers glued from code"
+    assert len(re.findall(r"\{glue(:text|:md|:any)?\}", prose)) >= 3, "fewer than three glued numbers in prose"
+    defined = set(re.findall(r"""\bglue\(\s*f?["']([^"'{}]+)["']""", code))
+    used = {name.split(":")[0] for name in re.findall(r"\{glue(?::text|:md|:any)?\}`([^`]+)`", prose)}
+    templated = re.findall(r"""\bglue\(\s*f["']([^"']*\{[^"']*)["']""", code)
+    patterns = [re.compile("^" + re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(t)) + "$") for t in templated]
+    missing = {n for n in used - defined if not any(p.match(n) for p in patterns)}
+    assert not missing, f"the prose uses glued names that no cell defines: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_test_log_output(path):
+    """At most two visible output lines that only say True or False (where the boolean is the point)."""
+    count = sum(len(BOOLEAN_LINE.findall(visible_text(cell))) for cell, _ in cells_with_section(path)
+                if cell["cell_type"] == "code")
+    assert count <= 2, f"{count} visible output lines only report True/False"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_tables_fit(path):
+    for cell, _ in cells_with_section(path):
+        if cell["cell_type"] != "code":
+            continue
+        text = visible_text(cell)
+        rows = [line for line in text.splitlines() if line.startswith("|")]
+        assert len(rows) <= 33, f"a printed table of {len(rows) - 1} rows: {rows[0][:60]!r}"
+        if rows:
+            assert rows[0].count("|") - 1 <= 9, f"a printed table of {rows[0].count('|') - 1} columns"
+        for table in re.findall(r"<table.*?</table>", text, re.S):
+            head = re.search(r"<tr.*?</tr>", table, re.S)
+            columns = head.group(0).count("<th") + head.group(0).count("<td") if head else 0
+            assert table.count("<tr") <= 33 and columns <= 9, "an HTML table over 32 rows or 9 columns"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_exercises_have_one_format_and_hidden_solutions(path):
+    """Each exercise: '**Exercise N.**', a dropdown 'Solution N', code cells hidden with hide-cell."""
+    numbers, solutions = [], []
+    for cell, in_exercises in cells_with_section(path):
+        if not in_exercises:
+            continue
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            numbers += [int(n) for n in re.findall(r"^\*\*Exercise (\d+)\.\*\*", source, re.M)]
+            for n in re.findall(r"^:::\{admonition\} Solution (\d+)\s*\n:class: dropdown", source, re.M):
+                solutions.append(int(n))
+            assert not re.search(r"^\d+\.\s", source, re.M) or "**Exercise" in source or \
+                ":::" in source, "exercises are written as '**Exercise N.**', not as a numbered list"
+        elif cell["cell_type"] == "code" and cell.get("outputs"):
+            tags = set(cell.get("metadata", {}).get("tags", []))
+            assert "hide-cell" in tags or "remove-cell" in tags, \
+                "an exercise solution's code cell must be hidden with hide-cell (code and output)"
+    assert numbers and numbers == list(range(1, len(numbers) + 1)), f"exercises numbered {numbers}"
+    assert solutions == numbers, f"solutions {solutions} do not match exercises {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_the_book_speaks_of_its_subject(path):
+    for cell, _ in cells_with_section(path):
+        text = "".join(cell["source"]) + visible_text(cell)
+        match = PROJECT_TALK.search(text)
+        assert match is None, f"talks about the project rather than the subject: {match.group(0)!r}"

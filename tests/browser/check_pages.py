@@ -3,8 +3,9 @@
     python3 book.py browser        # after python3 book.py build; .ci/run does both
 
 Fails (exit 1) if any page has a console error, an image that does not load, an internal link or
-anchor that does not resolve, an equation left as raw TeX or a MathJax error, or an empty code output
-where the notebook has one. The book is served from 127.0.0.1; every request that would leave the
+anchor that does not resolve, an equation left as raw TeX or a MathJax error, an empty code output
+where the notebook has one, or a code or output block that scrolls sideways in a 1280-pixel window.
+The book is served from 127.0.0.1; every request that would leave the
 machine is refused, except MathJax, which is answered from the npm package installed next to this file
 (`npm ci --prefix tests/browser`). Chromium is Debian's (/usr/bin/chromium), never a downloaded one.
 Screenshots of the landing page and of each chapter's first screen (and one in dark mode) are saved in
@@ -98,8 +99,12 @@ CHECK_PAGE_JS = """async () => {
     rawTex: rawTex,
     images: Array.from(document.images).map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0})),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    blocks: Array.from(document.querySelectorAll('pre')).filter(p => p.offsetParent !== null).length,
     outputs: cells.filter(c => { const o = c.querySelector('.cell_output');
                                  return o && (o.innerText.trim().length > 0 || o.querySelector('img, table, svg')); }).length,
+    sideways: Array.from(document.querySelectorAll('pre')).filter(
+      p => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1).map(
+      p => p.innerText.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 60)),
     emptyOutputs: cells.filter(c => { const o = c.querySelector('.cell_output');
                                       return o && o.innerText.trim().length === 0 && !o.querySelector('img, table, svg'); }).length,
   };
@@ -118,7 +123,7 @@ def main() -> int:
     SHOTS.mkdir(parents=True, exist_ok=True)
     server, base = serve()
     problems: list[str] = []
-    totals = {"pages": 0, "equations": 0, "images": 0, "links": 0, "outputs": 0}
+    totals = {"pages": 0, "equations": 0, "images": 0, "links": 0, "outputs": 0, "blocks": 0}
     refused: set[str] = set()
 
     def route(route):
@@ -156,6 +161,9 @@ def main() -> int:
             if result["mathErrors"]:
                 problems.append(f"{name}: {result['mathErrors']} MathJax error(s)")
             problems += [f"{name}: raw TeX on the page: {t!r}" for t in result["rawTex"]]
+            problems += [f"{name}: a code or output block scrolls sideways at 1280 px: {line!r}"
+                         for line in result["sideways"]]
+            totals["blocks"] += result["blocks"]
             for image in result["images"]:
                 totals["images"] += 1
                 if not image["ok"]:
@@ -195,7 +203,8 @@ def main() -> int:
     if len(problems) > 60:
         print(f"... and {len(problems) - 60} more")
     print(f"browser check: {totals['pages']} pages, {totals['equations']} equations typeset, "
-          f"{totals['images']} images, {totals['links']} internal links, {totals['outputs']} code outputs; "
+          f"{totals['images']} images, {totals['links']} internal links, {totals['outputs']} code outputs, "
+          f"{totals['blocks']} visible code and output blocks (none scrolls sideways at 1280 px); "
           f"{len(refused)} outside request(s) refused; screenshots in _build/screenshots/; "
           f"{len(problems)} problem(s)")
     return 1 if problems else 0
