@@ -1027,7 +1027,7 @@ def to_standard_conv(layer):
 
 
 def mobilenet_block(in_channels, out_channels, stride=1) -> nn.Sequential:
-    """MobileNet's depthwise separable block: 3x3 depthwise, BN, ReLU, 1x1 pointwise, BN, ReLU.
+    r"""MobileNet's depthwise separable block: 3x3 depthwise, BN, ReLU, 1x1 pointwise, BN, ReLU.
 
     As in Figure 3 of Howard et al. (2017); the convolutions have no bias, since batch norm follows.
     Xception's separable convolution differs: nothing between the depthwise and the pointwise part.
