@@ -235,3 +235,75 @@ def test_execute_stores_one_stream_output_per_print_sequence(tmp_path):
     assert execute_notebooks.main([str(path)]) == 0
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert len(outputs) == 1 and outputs[0].text == "a\nb\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# the same outputs everywhere: one kernel environment, the CPU matrix, the promised Pythons
+# ------------------------------------------------------------------------------------------------
+
+import kernel_env  # noqa: E402
+
+
+def test_execute_runs_kernels_as_the_tests_do(tmp_path):
+    """book.py execute starts kernels with the network guard, the hash seed and one thread."""
+    path = tmp_path / "environment.ipynb"
+    write_notebook(path, "import os, socket\n"
+                         "print(os.environ['PYTHONHASHSEED'], os.environ['OMP_NUM_THREADS'])\n"
+                         "try:\n    socket.getaddrinfo('example.org', 443)\n    print('reached')\n"
+                         "except Exception as error:\n    print(type(error).__name__)")
+    assert execute_notebooks.main([str(path)]) == 0
+    text = nbformat.read(path, as_version=4).cells[0].outputs[0].text
+    assert text == "0 1\nNetworkAccessError\n"
+
+
+def test_the_tests_kernels_share_that_environment():
+    """conftest.py gives nbval's kernels the same variables (the thread count is the caller's)."""
+    expected = kernel_env.kernel_environment(threads=None)
+    for name in ("IPYTHONDIR", "PYTHONHASHSEED"):
+        assert os.environ[name] == expected[name]
+    assert Path(os.environ["IPYTHONDIR"]) == ROOT / "tests" / "ipython"
+
+
+def load_book():
+    spec = importlib.util.spec_from_file_location("book_under_test", ROOT / "book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_book_refuses_an_old_python_before_installing(monkeypatch, capsys):
+    book = load_book()
+    monkeypatch.setattr(book.sys, "version_info", (3, 10, 12))
+    monkeypatch.setattr(book.subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
+    monkeypatch.setattr(book.venv, "create", lambda *a, **k: pytest.fail("a venv was created"))
+    with pytest.raises(SystemExit):
+        book.ensure_environment()
+    assert "Python 3.11 or newer is needed" in capsys.readouterr().err
+
+
+def test_book_names_the_cpu_settings(capsys):
+    book = load_book()
+    with pytest.raises(SystemExit):
+        book.test(["--cpu", "pentium"])
+    assert "native, avx2, sse4" in capsys.readouterr().err
+
+
+def test_cpu_settings_cap_every_library_and_the_readme_lists_them():
+    readme = (ROOT / "README.md").read_text()
+    for name, variables in kernel_env.CPU_SETTINGS.items():
+        if name == "native":
+            assert variables == {}
+            continue
+        assert set(variables) == {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"}
+        assert " ".join(f"{k}={v}" for k, v in variables.items()) in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    capped = re.findall(r"^python3 book.py test --cpu (\w+)$", ci, re.M)
+    assert capped and all(kernel_env.CPU_SETTINGS[name] for name in capped)
+
+
+def test_the_promised_python_is_the_project_s():
+    book = load_book()
+    project = (ROOT / "pyproject.toml").read_text()
+    minimum = ".".join(map(str, book.MINIMUM_PYTHON))
+    assert f'requires-python = ">={minimum}"' in project
+    assert f"Python {minimum}.0 or newer" in (ROOT / "README.md").read_text()
