@@ -143,17 +143,6 @@ def test_mobilenet_block_costs():
     assert du.count_params(block) == 32 * 9 + 32 * 64 + 2 * 32 + 2 * 64  # convolutions + BN scale and shift
 
 
-def test_param_table_rows_and_total():
-    table = du.param_table(du.DepthwiseSeparableConv2d(3, 64, 5, stride=2))
-    assert [row[0] for row in table.rows] == ["depthwise.weight", "depthwise.bias", "pointwise.weight",
-                                             "pointwise.bias", "total"]
-    assert [row[2] for row in table.rows] == ["75", "3", "192", "64", "334"]
-    assert table.rows[0][1] == "3 x 1 x 5 x 5"
-    frozen = nn.Linear(4, 4)
-    frozen.bias.requires_grad_(False)
-    assert du.count_params(frozen) == 16 and du.param_table(frozen).rows[-1][2] == "16"
-
-
 BAD_LAYER_ARGUMENTS = [
     (dict(in_channels=0, out_channels=4, kernel_size=3), ValueError, "in_channels must be positive, got 0"),
     (dict(in_channels=-2, out_channels=4, kernel_size=3), ValueError, "in_channels must be positive, got -2"),

@@ -8,20 +8,6 @@ from torch import nn
 import dsc_utils as du
 
 
-def randomise_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every batch norm non-trivial statistics and affine parameters, as training would."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.1)
-                module.weight.copy_(torch.randn(n, generator=generator))
-                module.bias.copy_(torch.randn(n, generator=generator))
-    return model
-
-
 @pytest.mark.parametrize("build, batch_norms", [
     (lambda: du.mobilenet_v1(0.25), 27),
     (lambda: du.mobilenet_v1(0.25, separable=False), 14),
@@ -31,7 +17,7 @@ def randomise_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
 def test_same_outputs_with_batch_norms_folded(build, batch_norms, memory_format):
     torch.manual_seed(0)
-    model = randomise_batch_norms(build()).train()
+    model = du.randomize_batch_norms(build()).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     channels = model[0].in_channels if isinstance(model[0], nn.Conv2d) else 3
     x = torch.randn(2, channels, 64, 64)
@@ -106,3 +92,72 @@ def test_layer_shapes_are_mobilenets():
     assert du.mobilenet_v1_layer_shapes(160)[-1]["output_size"] == 5
     with pytest.raises(ValueError, match="resolution must be positive, got 0"):
         du.mobilenet_v1_layer_shapes(0)
+
+
+def test_a_batch_norm_without_running_statistics_is_left_in_place():
+    """Issue case 7: fuse_conv_bn_eval stopped with an internal AssertionError."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(),
+                          nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    du.randomize_batch_norms(model)
+    prepared = du.prepare_for_inference(model)
+    assert prepared.folded_batch_norms == 1 and prepared.unfolded_batch_norms == ["1"]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model.eval()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("conv, bn, shape", [
+    (nn.Conv1d(3, 4, 3, padding=1), nn.BatchNorm1d(4), (2, 3, 10)),
+    (nn.Conv3d(3, 4, 3), nn.BatchNorm3d(4), (2, 3, 5, 6, 7)),
+    (nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=1), nn.BatchNorm2d(4), (2, 3, 5, 5)),
+    (nn.ConvTranspose1d(3, 4, 3, groups=1), nn.BatchNorm1d(4), (2, 3, 6)),
+    (nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4, affine=False), (2, 3, 6, 6)),
+])
+def test_batch_norms_of_every_dimension_are_folded(conv, bn, shape):
+    """Issue case 8: a 1-D model was returned and failed on its first call (channels-last input)."""
+    torch.manual_seed(0)
+    model = du.randomize_batch_norms(nn.Sequential(conv, bn, nn.ReLU()))
+    prepared = du.prepare_for_inference(model)
+    assert prepared.folded_batch_norms == 1 and prepared.unfolded_batch_norms == []
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model.eval()(x), atol=1e-5)
+
+
+def test_a_batch_norm_that_does_not_follow_its_convolution_is_not_folded():
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 1), nn.ReLU())
+    model2 = nn.Sequential(nn.Conv1d(3, 4, 1), nn.BatchNorm2d(4))  # wrong dimension: left alone
+    assert du.prepare_for_inference(model).folded_batch_norms == 0
+    assert du.prepare_for_inference(model2).unfolded_batch_norms == ["1"]
+
+
+def test_a_mismatched_batch_norm_is_refused_with_its_name():
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(5)))
+    with pytest.raises(ValueError, match="model's 0.1 normalizes 5 channels but follows 0.0 with 4"):
+        du.prepare_for_inference(model)
+
+
+def test_prepared_model_takes_keyword_inputs():
+    class Keyword(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, *, image):
+            return self.conv(image)
+
+    x = torch.randn(1, 3, 4, 4)
+    model = Keyword()
+    with torch.no_grad():
+        assert torch.allclose(du.prepare_for_inference(model)(image=x), model(image=x))
+
+
+def test_randomize_batch_norms_ranges_and_bad_arguments():
+    bn = du.randomize_batch_norms(nn.Sequential(nn.BatchNorm1d(50), nn.BatchNorm3d(50, affine=False)))
+    assert 0.5 <= float(bn[0].running_var.min()) and float(bn[0].running_var.max()) <= 2
+    assert 0.5 <= float(bn[0].weight.detach().min()) and float(bn[1].running_mean.abs().max()) > 0
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got 3"):
+        du.randomize_batch_norms(3)
+    with pytest.raises(ValueError, match="seed must be at least 0, got -1"):
+        du.randomize_batch_norms(nn.BatchNorm1d(2), seed=-1)

@@ -1,0 +1,39 @@
+"""The book helpers of dsc_utils: show_source, and the module's own text."""
+from __future__ import annotations
+
+import pytest
+
+import dsc_utils as du
+
+
+def test_show_source_is_the_module_source():
+    source = du.show_source(du.conv_output_size)
+    assert repr(source).startswith("def conv_output_size(")
+    assert "return (size + 2 * padding - span) // stride + 1" in source.text
+    assert source._repr_markdown_().startswith("```python\n")
+    constant = du.show_source("MOBILENET_V1_BLOCKS").text
+    assert constant.startswith("# MobileNet v1") and "MOBILENET_V1_BLOCKS = (" in constant
+    assert eval(constant.split("= ", 1)[1]) == du.MOBILENET_V1_BLOCKS
+
+
+BAD_INPUTS = [
+    (du.show_source, dict(obj=42), TypeError, "obj must be a function, a class or a constant's name, got 42"),
+    (du.show_source, dict(obj="NO_SUCH_CONSTANT"), ValueError, "obj names no module-level constant of dsc_utils: 'NO_SUCH_CONSTANT'"),
+]
+
+
+@pytest.mark.parametrize("function, kwargs, error, message", BAD_INPUTS,
+                         ids=[f"{f.__name__}-{i}" for i, (f, *_) in enumerate(BAD_INPUTS)])
+def test_bad_input_raises_a_clear_error(function, kwargs, error, message):
+    with pytest.raises(error) as info:
+        function(**kwargs)
+    assert message in str(info.value)
+
+
+def test_module_source_has_no_control_characters():
+    """A lost backslash (a tab where \\times was meant) would show up in every chapter that shows the code."""
+    import pathlib
+    import re
+
+    source = pathlib.Path(du.__file__).read_text()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f]", source)
