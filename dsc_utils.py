@@ -103,6 +103,7 @@ __all__ = [
     "training_mults",
     "fake_quantize",
     "sqnr_db",
+    "fold_batch_norms",
     "simulate_int8",
     "onnxruntime_int8_session",
     "depthwise_weight_decay",
@@ -179,6 +180,8 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int:
             padding) or ``'same'`` (output as long as the input; only with ``stride=1``, as in
             PyTorch). Default: 0.
         dilation (int): spacing ``d`` between kernel taps (positive). Default: 1.
+
+    The convolution chapter derives it.
 
     Returns:
         int: the output length ``o``.
@@ -1000,11 +1003,22 @@ def to_standard_conv(layer):
     :math:`W[n, m] = P[n, m] D[m]`): every input channel's slice of every kernel is a multiple of one
     shared spatial filter. The bias is :math:`P b_D + b_P`.
 
+    The PyTorch-layer chapter derives it.
+
     Args:
         layer (DepthwiseSeparableConv2d or DepthwiseSeparableConv1d): the layer to expand.
 
     Returns:
         ``nn.Conv2d`` (or ``nn.Conv1d``) with the same hyper-parameters and the expanded weights.
+
+    Raises:
+        TypeError: ``layer`` is not a depthwise separable layer of this module.
+
+    Example:
+        >>> layer = DepthwiseSeparableConv2d(4, 8, 3, padding=1)
+        >>> x = torch.randn(1, 4, 6, 6)
+        >>> bool(torch.allclose(to_standard_conv(layer)(x), layer(x), atol=1e-5))
+        True
     """
     if not isinstance(layer, _DepthwiseSeparableConvNd):
         raise TypeError(f"layer must be a DepthwiseSeparableConv1d or 2d, got {_describe(layer)}")
@@ -1075,6 +1089,19 @@ def _conv_bn_act(conv, activation=nn.ReLU, prefix="", inplace=True) -> OrderedDi
 def count_params(model) -> int:
     """Number of trainable parameters (elements of tensors with ``requires_grad``) of ``model``.
 
+    Every tensor is counted once, even if the model uses it in several places. Batch-norm scales
+    and shifts are parameters and are included; running statistics are buffers and are not. The
+    PyTorch-layer chapter uses it.
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        int: the number of trainable parameters (0 for a model prepared for inference).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
     Example:
         >>> count_params(nn.Conv2d(3, 64, 5))  # 5*5*3*64 weights + 64 biases
         4864
@@ -1087,7 +1114,22 @@ def count_params(model) -> int:
 def param_table(model) -> PrettyTable:
     """One row per trainable parameter tensor of ``model`` (name, shape, count) and a total row.
 
-    The total equals :func:`count_params`. In Jupyter and in the book the table renders as HTML.
+    A tensor used in several places has one row (its first name). The total equals
+    :func:`count_params`: batch-norm scales and shifts included, running statistics not. In Jupyter
+    and in the book the table renders as HTML. The PyTorch-layer chapter shows it.
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        PrettyTable: the rows and the total.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> param_table(nn.Linear(3, 2)).rows[-1]
+        ['total', '', '8']
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
@@ -1226,8 +1268,20 @@ class InvertedResidual(nn.Module):
     ReLU6, then a *linear* 1x1 projection (batch norm, no activation). The shortcut is added when the
     stride is 1 and the channel counts match.
 
+    The MobileNet chapter builds and counts it.
+
+    Args:
+        in_channels (int): input channels d'.
+        out_channels (int): output channels d''.
+        stride (int): stride s of the depthwise convolution.
+        expand_ratio (int): expansion factor t (1 or more).
+
     Shape:
         - Input: :math:`(B, d', H, W)`; output: :math:`(B, d'', \lceil H/s \rceil, \lceil W/s \rceil)`.
+
+    Raises:
+        TypeError: an argument that is not an integer.
+        ValueError: an argument below 1.
 
     Example:
         >>> block = InvertedResidual(24, 24, stride=1, expand_ratio=6)
@@ -1263,11 +1317,25 @@ MOBILENET_V2_SETTINGS = (
 
 
 def mobilenet_v2(num_classes=1000) -> nn.Module:
-    """MobileNetV2 at width 1.0 (Sandler et al., 2018, Table 2); returns logits.
+    r"""MobileNetV2 at width 1.0 (Sandler et al., 2018, Table 2); returns logits.
 
     A 3x3 convolution with stride 2 and 32 channels, the inverted residual blocks of
     ``MOBILENET_V2_SETTINGS`` (the first of each group carries its stride), a 1x1 convolution to 1280
-    channels, global average pooling and a fully connected classifier.
+    channels, global average pooling and a fully connected classifier. The paper gives 300 million
+    mult-adds and 3.4 million parameters at 224x224 (its Table 4); the MobileNet chapter compares.
+
+    Args:
+        num_classes (int): outputs of the classifier. Default: 1000.
+
+    Shape:
+        - Input: :math:`(B, 3, H, W)`; output: :math:`(B, \text{num\_classes})`.
+
+    Returns:
+        nn.Sequential: ``features``, ``pool``, ``flatten``, ``classifier``.
+
+    Raises:
+        TypeError: ``num_classes`` not an integer.
+        ValueError: ``num_classes`` below 1.
 
     Example:
         >>> tuple(mobilenet_v2()(torch.zeros(1, 3, 224, 224)).shape)
@@ -1546,7 +1614,28 @@ def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
     channel a depthwise separable layer would still be cheaper, but all its output channels would be
     multiples of one filtered image (its outputs have rank 1), so it would act as a single filter.
     ``width`` is the channel count of the first layer; the blocks have ``2 * width``. The parameters
-    are float64 by default, like the images of :func:`load_digits_split`.
+    are float64 by default, like the images of :func:`load_digits_split`. The training chapter
+    trains it.
+
+    Args:
+        separable (bool): depthwise separable blocks instead of standard ones. Default: False.
+        width (int): channels of the first layer (positive). Default: 16.
+        dtype (torch.dtype): floating-point type of the parameters. Default: ``torch.float64``.
+
+    Shape:
+        - Input: :math:`(B, 1, 8, 8)`; output: :math:`(B, 10)` (logits).
+
+    Returns:
+        nn.Sequential: children ``stem``, ``block1``, ``pool1``, ``block2``, ``pool2``,
+        ``flatten``, ``classifier``; each block has ``conv``, ``bn`` and ``relu``.
+
+    Raises:
+        TypeError: ``separable`` not a bool or ``width`` not an integer.
+        ValueError: ``width`` below 1 or ``dtype`` not a floating-point type.
+
+    Example:
+        >>> tuple(digits_cnn(separable=True)(torch.zeros(2, 1, 8, 8, dtype=torch.float64)).shape)
+        (2, 10)
     """
     if not isinstance(separable, bool):
         raise TypeError(f"separable must be True or False, got {separable!r}")
@@ -1609,6 +1698,8 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     seed = _check_int("seed", seed, 0)
     if not (isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(d, torch.Tensor) for d in data)):
         raise ValueError(f"data must be (x_train, y_train, x_test, y_test) tensors, got {_describe(data)}")
+    if not isinstance(track_train_accuracy, bool):
+        raise TypeError(f"track_train_accuracy must be True or False, got {track_train_accuracy!r}")
     x_train, y_train, x_test, y_test = data
     model.to(x_train.dtype)
     generator = torch.Generator().manual_seed(seed)
@@ -1624,8 +1715,6 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         with torch.no_grad():
             return (model(x).argmax(1) == y).double().mean().item()
 
-    if not isinstance(track_train_accuracy, bool):
-        raise TypeError(f"track_train_accuracy must be True or False, got {track_train_accuracy!r}")
     history = {"train_loss": [], "train_accuracy": [], "test_accuracy": []}
     for epoch in range(epochs):
         model.train()
@@ -1682,7 +1771,23 @@ def kernel_slices(weight) -> torch.Tensor:
 
 
 def separable_rank_limit(conv) -> int:
-    """The rank at which :func:`separable_decomposition` is exact: ``min(out_channels, kernel taps)``."""
+    """The rank at which :func:`separable_decomposition` is exact: ``min(out_channels, kernel taps)``.
+
+    The decomposition chapter explains why (each kernel slice is an ``N x D_K^2`` matrix).
+
+    Args:
+        conv (nn.Conv2d): the convolution.
+
+    Returns:
+        int: ``min(out_channels, prod(kernel_size))``.
+
+    Raises:
+        TypeError: ``conv`` is not an ``nn.Conv2d``.
+
+    Example:
+        >>> separable_rank_limit(nn.Conv2d(8, 16, 3))
+        9
+    """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {_describe(conv)}")
     return min(conv.out_channels, math.prod(conv.kernel_size))
@@ -2004,8 +2109,8 @@ class _Add(nn.Module):
 
 
 def _tensor(variable) -> torch.Tensor:
-    keras = import_keras()
-    return torch.as_tensor(keras.ops.convert_to_numpy(variable)).float()
+    keras = import_keras()                            # on its PyTorch backend: a torch tensor
+    return torch.as_tensor(keras.ops.convert_to_tensor(variable)).detach().cpu().float().clone()
 
 
 def _activation(layer, name: str) -> nn.Module | None:
@@ -2278,11 +2383,6 @@ def counter_reports(model, input) -> dict:
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
-    import thop
-    import torchinfo
-    from fvcore.nn import FlopCountAnalysis, parameter_count
-    from ptflops import get_model_complexity_info
-
     def fresh() -> nn.Module:
         return copy.deepcopy(model).eval()
 
@@ -2292,6 +2392,11 @@ def counter_reports(model, input) -> dict:
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed), \
             warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
+        import thop                                   # warns about distutils when imported
+        import torchinfo
+        from fvcore.nn import FlopCountAnalysis, parameter_count
+        from ptflops import get_model_complexity_info
+
         macs, params = get_model_complexity_info(
             fresh(), tuple(input.shape[1:]), input_constructor=lambda _: input,
             as_strings=False, print_per_layer_stat=False, verbose=False, backend="pytorch")
@@ -2533,8 +2638,7 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
         raise TypeError(f"calibration must be a tensor, got {_describe(calibration)}")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
-    quantized = copy.deepcopy(model).eval()
-    _fold_all_batch_norms(quantized)
+    quantized = fold_batch_norms(model)
     layers = [m for m in quantized.modules() if layer_kind(m)]
     ranges = {}
     def record(layer, args):
@@ -2551,6 +2655,26 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
             layer.register_forward_pre_hook(
                 lambda m, args: (_fake_quantize_activation(args[0], *ranges[m]),))
     return quantized
+
+
+def fold_batch_norms(model) -> nn.Module:
+    """A copy of ``model`` in evaluation mode with every batch norm that follows a convolution
+    folded into it, including one after a :class:`DepthwiseSeparableConv2d` (folded into its
+    pointwise part, the convolution it follows), as ONNX export does. ``model`` is unchanged.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Example:
+        >>> folded = fold_batch_norms(digits_cnn(separable=True))
+        >>> sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        0
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    folded = copy.deepcopy(model).eval()
+    _fold_all_batch_norms(folded)
+    return folded
 
 
 class _CalibrationReader:
