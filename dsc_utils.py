@@ -34,6 +34,7 @@ import math
 import numbers
 import statistics
 import sys
+import textwrap
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -3134,9 +3135,9 @@ def show_source(obj, start=None, stop=None) -> _Source:
                     begin -= 1
                 return _Source("".join(lines[begin:node.end_lineno]))
         raise ValueError(f"obj names no module-level constant of dsc_utils: {obj!r}")
-    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+    if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
         raise TypeError(f"obj must be a function, a class or a constant's name, got {_describe(obj)}")
-    source = inspect.getsource(obj)
+    source = textwrap.dedent(inspect.getsource(obj))      # a method is indented in its class
     if start is None and stop is None:
         return _Source(source)
     lines = source.splitlines(keepends=True)
