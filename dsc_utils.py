@@ -637,6 +637,10 @@ class _CountingMode(TorchDispatchMode):
         super().__init__()
         self.stack = stack
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:  # never compiled: spares importing torch._dynamo (seconds)
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         output = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
