@@ -121,7 +121,7 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
 
 
 def test_digits_cnn_twins():
-    x = torch.zeros(2, 1, 8, 8)
+    x = torch.zeros(2, 1, 8, 8, dtype=torch.float64)  # the digits experiment computes in float64
     standard, separable = du.digits_cnn(False), du.digits_cnn(True)
     assert standard(x).shape == separable(x).shape == (2, 10)
     assert isinstance(separable.block1.conv, du.DepthwiseSeparableConv2d)
@@ -150,3 +150,13 @@ def test_digits_bad_input(call, error, message):
     with pytest.raises(error) as info:
         call()
     assert message in str(info.value)
+
+
+def test_digits_cnn_blocks_come_from_one_builder_with_the_chapters_names():
+    model = du.digits_cnn(separable=True, width=4, dtype=torch.float32)
+    assert [name for name, _ in model.named_children()] == [
+        "stem", "block1", "pool1", "block2", "pool2", "flatten", "classifier"]
+    for part in ("stem", "block1", "block2"):
+        assert [name for name, _ in getattr(model, part).named_children()] == ["conv", "bn", "relu"]
+    assert model.classifier.weight.dtype == torch.float32
+    assert list(du.digits_cnn().state_dict())[:3] == ["stem.conv.weight", "stem.bn.weight", "stem.bn.bias"]
