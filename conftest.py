@@ -33,3 +33,17 @@ from hypothesis import settings  # noqa: E402
 
 settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
+
+
+# The slowest notebooks start first: `book.py test` runs two workers, each taking whole files in
+# collection order, and a long notebook started last would leave one worker idle while it finishes.
+SLOW_FIRST = ["07_training", "09_training_cost_and_quantization", "08_decomposition_and_relatives",
+              "06_speed_memory", "05b_keras_and_counters", "05_mobilenet", "04_pytorch_layer"]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        stem = Path(str(item.fspath)).stem
+        return SLOW_FIRST.index(stem) if stem in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the cells of a notebook keep their order
