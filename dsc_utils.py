@@ -2223,7 +2223,7 @@ def _convert_layer(layer) -> nn.Module | None:
         c = layer.moving_mean.shape[0]
         # Keras keeps momentum of the old statistics, PyTorch takes momentum of the new ones
         module = (nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d)(
-            c, eps=layer.epsilon, momentum=1 - layer.momentum)
+            c, eps=layer.epsilon, momentum=round(1 - layer.momentum, 12))
         with torch.no_grad():
             module.running_mean.copy_(_tensor(layer.moving_mean))
             module.running_var.copy_(_tensor(layer.moving_variance))
