@@ -499,6 +499,16 @@ class LayerCost:
     excluded) and ``params`` (elements of the module's own parameter tensors that no earlier row
     counted: a module called twice shows its parameters at its first call and 0 after). The
     counting chapter uses these records.
+
+    Args:
+        name, kind, input_shape, output_shape, mults, params: the fields above.
+
+    Raises:
+        Nothing: records are made by :func:`layer_costs`, which checks its own arguments.
+
+    Example:
+        >>> layer_costs(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 10, 10))[0].mults
+        13824
     """
 
     name: str
@@ -944,7 +954,8 @@ class DepthwiseSeparableConv2d(_DepthwiseSeparableConvNd):
     channel is filtered by its own ``kernel_size`` kernel (or ``depth_multiplier`` of them), with the
     layer's stride, padding and dilation. The pointwise part (``self.pointwise``) is a 1x1
     ``nn.Conv2d`` that mixes the ``in_channels * depth_multiplier`` filtered channels into
-    ``out_channels``. It costs :math:`D_K^2 M D_G^2 + M N D_G^2` multiplications instead of
+    ``out_channels``. The PyTorch-layer chapter builds and checks it. It costs
+    :math:`D_K^2 M D_G^2 + M N D_G^2` multiplications instead of
     :math:`D_K^2 M N D_G^2`, and has :math:`M(D_K^2 + N)` weights instead of :math:`D_K^2 M N`.
 
     Args:
@@ -988,7 +999,19 @@ class DepthwiseSeparableConv1d(_DepthwiseSeparableConvNd):
 
     For sequences, as in the text encoders of QANet: the input is channels-first,
     :math:`(B, C, L)`, i.e. ``[batch, embedding, length]``; a ``[batch, length, embedding]`` tensor must
-    be transposed first.
+    be transposed first. The PyTorch-layer chapter explains it.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode,
+        depth_multiplier, device, dtype: as for :class:`DepthwiseSeparableConv2d`, with one
+        length per argument instead of two.
+
+    Shape:
+        - Input: :math:`(B, M, L)` or :math:`(M, L)`; output: :math:`(B, N, L_{out})` or
+          :math:`(N, L_{out})`, with :math:`L_{out}` as ``nn.Conv1d`` gives it.
+
+    Raises:
+        TypeError, ValueError: as :class:`DepthwiseSeparableConv2d`.
 
     Example:
         >>> layer = DepthwiseSeparableConv1d(128, 128, kernel_size=7, padding=3)
@@ -1174,8 +1197,19 @@ MOBILENET_PAPER_TABLE_4 = {
 def mobilenet_v1_layer_shapes(resolution=224) -> list[dict]:
     """The 13 depthwise separable layers of MobileNet v1 at a given input size, as plain numbers.
 
-    Returns one dict per block: ``index`` (1 to 13), ``in_channels`` (M), ``out_channels`` (N),
-    ``stride`` (s), ``input_size`` (D_F) and ``output_size`` (D_G), all with 3x3 kernels and padding 1.
+    Used by the speed chapter and its benchmark; the MobileNet chapter derives the shapes.
+
+    Args:
+        resolution (int): side of the square input image, in pixels (positive). Default: 224.
+
+    Returns:
+        list of dict: one per block: ``index`` (1 to 13), ``in_channels`` (M), ``out_channels``
+        (N), ``stride`` (s), ``input_size`` (D_F) and ``output_size`` (D_G), all with 3x3 kernels
+        and padding 1.
+
+    Raises:
+        TypeError: ``resolution`` is not an integer.
+        ValueError: ``resolution`` is not positive, or too small for the network's strides.
 
     Example:
         >>> mobilenet_v1_layer_shapes()[1]
@@ -1209,6 +1243,7 @@ def _conv_bn_relu(in_channels, out_channels, kernel_size, stride, groups=1, acti
 def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.Module:
     r"""MobileNet v1 (Howard et al., 2017), built from its Table 1; returns logits.
 
+    The MobileNet chapter rebuilds it and recomputes the paper's tables from it.
     A full 3x3 convolution with stride 2, then 13 depthwise separable blocks
     (:func:`mobilenet_block`), global average pooling and a fully connected layer. Every convolution is
     followed by batch norm and ReLU and has no bias; the fully connected layer has one.
@@ -1403,7 +1438,8 @@ def randomize_batch_norms(model, seed=0):
     A freshly built network's batch norms are identities (mean 0, variance 1, scale 1, shift 0), so
     folding them changes nothing and a test of folding would prove nothing. Random values make the
     test meaningful. Running means ~ 0.1 N(0, 1), variances in [0.5, 2], scales in [0.5, 1.5],
-    shifts ~ 0.1 N(0, 1), drawn from a generator seeded with ``seed``.
+    shifts ~ 0.1 N(0, 1), drawn from a generator seeded with ``seed``. The speed chapter and the
+    quantization chapter use it, and the tests of :func:`prepare_for_inference`.
 
     Args:
         model (nn.Module): the model; its ``BatchNorm1d/2d/3d`` modules are changed.
@@ -1446,9 +1482,22 @@ class InferenceModel(nn.Module):
     they were: those without running statistics or that follow no convolution). The speed and
     memory chapter uses it.
 
+    Args:
+        model (nn.Module): the prepared copy.
+        memory_format (torch.memory_format): the layout 4-D inputs are given.
+        folded (int): how many batch norms were folded.
+
     Shape:
         The inputs of the original model; 4-D tensors are given ``memory_format``, others are made
         contiguous (channels-last exists for 4-D tensors only).
+
+    Raises:
+        Nothing itself: it is built by :func:`prepare_for_inference`, which checks the model.
+
+    Example:
+        >>> ready = prepare_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+        >>> ready.folded_batch_norms, tuple(ready(torch.zeros(1, 3, 8, 8)).shape)
+        (1, (1, 4, 6, 6))
     """
 
     def __init__(self, model: nn.Module, memory_format: torch.memory_format, folded: int):
@@ -1543,6 +1592,21 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3
 
     Returns:
         dict: name -> median seconds per call.
+
+    Raises:
+        TypeError: ``functions`` is not a non-empty dict of callables, or an integer argument
+            is not an integer.
+        ValueError: ``threads`` or ``rounds`` below 1, a negative ``warmup``, or a
+            ``min_run_time`` that is not a positive number of seconds.
+
+    The speed chapter explains it; the numbers it returns are live measurements of the machine
+    that runs it.
+
+    Example:
+        >>> times = time_side_by_side({"sum": lambda: sum(range(100))}, threads=1, rounds=1,
+        ...                           min_run_time=0.01, warmup=1)
+        >>> times["sum"] > 0
+        True
     """
     if not isinstance(functions, dict) or not functions or not all(callable(f) for f in functions.values()):
         raise TypeError(f"functions must be a non-empty dict of callables, got {_describe(functions)}")
@@ -1594,6 +1658,11 @@ def load_digits_split(test_fraction=0.25, seed=0, dtype=torch.float64):
         ValueError: ``test_fraction`` outside (0, 1), a negative ``seed``, or a ``dtype`` that is not
             a floating-point type.
         TypeError: ``seed`` not an integer.
+
+    Example:
+        >>> x_train, y_train, x_test, y_test = load_digits_split()
+        >>> tuple(x_train.shape), len(y_test), x_train.dtype
+        ((1347, 1, 8, 8), 450, torch.float64)
     """
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be a number between 0 and 1, got {test_fraction!r}")
@@ -1695,6 +1764,14 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         TypeError: ``model`` not an ``nn.Module`` or an integer argument of the wrong type.
         ValueError: a non-positive ``epochs`` or ``batch_size``, a negative ``seed``, or ``data``
             not four tensors.
+
+    The training chapter uses it (and explains why float64); the decomposition chapter trains
+    the network it decomposes with it.
+
+    Example:
+        >>> history = train_digits(digits_cnn(width=2), load_digits_split(), epochs=1)
+        >>> len(history["train_loss"]), len(history["train_accuracy"])
+        (1, 1)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
@@ -1819,6 +1896,13 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
         DepthwiseSeparableConv2d with ``depth_multiplier=rank``, the same stride, padding, dilation and
         padding mode, no depthwise bias, and ``conv``'s bias (if any) as the pointwise bias. At
         ``rank=1`` it has exactly one depthwise and one pointwise layer's weights, plus the bias.
+
+    Raises:
+        TypeError: ``conv`` is not an ``nn.Conv2d``, or ``rank`` not an integer.
+        ValueError: ``conv`` is grouped, or ``rank`` is not between 1 and
+            :func:`separable_rank_limit`.
+
+    The decomposition chapter derives it and measures its error.
 
     Example:
         >>> conv = nn.Conv2d(8, 16, 3, padding=1)
@@ -2014,6 +2098,9 @@ def import_keras():
     Keras reads ``KERAS_BACKEND`` once, when it is first imported; its default backend,
     TensorFlow, is not installed for this book. Explained in the Keras chapter.
 
+    Args:
+        none.
+
     Returns:
         the ``keras`` module.
 
@@ -2065,6 +2152,9 @@ class KerasSameConv2d(nn.Conv2d):
     Args:
         in_channels, out_channels, kernel_size, stride, dilation, groups, bias: as in ``nn.Conv2d``
             (there is no ``padding`` argument).
+
+    Raises:
+        TypeError, ValueError: as ``nn.Conv2d`` for its arguments.
 
     Shape:
         - Input: :math:`(B, C_{in}, H, W)`; output: :math:`(B, C_{out}, \\lceil H/s \\rceil,
@@ -2440,7 +2530,16 @@ def layer_kind(module) -> str | None:
     A convolution is depthwise when every group holds one input channel (``groups ==
     in_channels > 1``), pointwise when its kernel is 1x1 and it has one group, and standard
     otherwise; ``nn.Linear`` is ``'linear'``. Other modules give ``None``. The kinds key
-    :data:`LAYER_COLORS`.
+    :data:`LAYER_COLORS`; the training-cost and quantization chapter groups layers by them.
+
+    Args:
+        module (nn.Module): any module.
+
+    Returns:
+        str or None: the kind.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
 
     Example:
         >>> [layer_kind(m) for m in DepthwiseSeparableConv2d(8, 16, 3).children()]
@@ -2558,7 +2657,15 @@ def fake_quantize(weight, per_channel=False, bits=8) -> torch.Tensor:
 def sqnr_db(reference, approximation) -> float:
     r"""Signal-to-quantization-noise ratio in decibels: :math:`10 \log_{10}
     (\sum x^2 / \sum (x - \hat x)^2)`, with ``reference`` :math:`x` and ``approximation``
-    :math:`\hat x`. Every bit of precision adds about 6.02 dB; ``inf`` if they are equal.
+    :math:`\hat x`. Every bit of precision adds about 6.02 dB; ``inf`` if they are equal. The
+    quantization chapter measures layers with it.
+
+    Args:
+        reference (Tensor): the exact values.
+        approximation (Tensor): the same shape, e.g. after int8 quantization.
+
+    Returns:
+        float: the ratio in dB.
 
     Raises:
         TypeError: the arguments are not tensors.
@@ -2611,6 +2718,8 @@ def _fake_quantize_activation(x: torch.Tensor, low: float, high: float) -> torch
 
 def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
     """A copy of ``model`` that computes as an int8 runtime would, in the model's own dtype.
+
+    The quantization chapter (training cost and int8) uses it.
 
     Batch norms are folded into their convolutions; every convolution and linear layer gets its
     weight :func:`fake_quantize`-d (symmetric int8, per tensor or per output channel) and its
@@ -2666,6 +2775,13 @@ def fold_batch_norms(model) -> nn.Module:
     """A copy of ``model`` in evaluation mode with every batch norm that follows a convolution
     folded into it, including one after a :class:`DepthwiseSeparableConv2d` (folded into its
     pointwise part, the convolution it follows), as ONNX export does. ``model`` is unchanged.
+    The quantization chapter measures weight ranges after it.
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        nn.Module: the folded copy (batch norms replaced by ``nn.Identity``).
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
@@ -2695,6 +2811,8 @@ class _CalibrationReader:
 
 def onnxruntime_int8_session(model, example_input, calibration, per_channel=False, threads=1):
     """``model`` exported to ONNX, quantized to int8 by ONNX Runtime, as a tensor -> tensor callable.
+
+    The quantization chapter (training cost and int8) uses it.
 
     Static post-training quantization with ``onnxruntime.quantization.quantize_static``: QDQ
     format, ``QUInt8`` activations, ``QInt8`` weights (per tensor, or per output channel),
@@ -2778,6 +2896,13 @@ def depthwise_weight_decay(model, weight_decay=5e-4, depthwise=0.0) -> list:
     Raises:
         TypeError: ``model`` not an ``nn.Module``, a rate not a number.
         ValueError: a negative rate.
+
+    The training-cost and quantization chapter tests MobileNet's advice with it.
+
+    Example:
+        >>> handles = depthwise_weight_decay(digits_cnn(separable=True))
+        >>> len(handles) > 0
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
@@ -2813,6 +2938,8 @@ LAYER_COLORS = {
 
 def layer_color(kind) -> str:
     """The book's colour for a kind of layer (a key of :data:`LAYER_COLORS`).
+
+    Every chapter's figures use it.
 
     Args:
         kind (str): ``'standard'``, ``'depthwise'``, ``'pointwise'``, ``'separable'``, ``'linear'`` or

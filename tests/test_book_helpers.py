@@ -37,3 +37,22 @@ def test_module_source_has_no_control_characters():
 
     source = pathlib.Path(du.__file__).read_text()
     assert not re.search(r"[\x00-\x08\x0b-\x1f]", source)
+
+
+def test_every_public_docstring_is_complete():
+    """Args, Returns (functions), Raises, an example and the chapter that explains it."""
+    import inspect
+
+    import dsc_utils
+
+    incomplete = {}
+    for name in dsc_utils.__all__:
+        obj = getattr(dsc_utils, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        doc = (inspect.getdoc(obj) or "").lower()
+        wanted = ["args", "raises", "example", "chapter"] + ([] if inspect.isclass(obj) else ["returns"])
+        missing = [part for part in wanted if part not in doc]
+        if missing:
+            incomplete[name] = missing
+    assert incomplete == {}
