@@ -24,7 +24,7 @@ LEAK = re.compile(r"((?:^|(?<=[\s'\"(=]))/(?:[A-Za-z][A-Za-z0-9_.-]*/)+[A-Za-z0-
                   re.M)
 WARNING_TEXT = re.compile(r"\b\w*Warning\b:|warnings\.warn")
 # calls that measure this machine now (reading stored benchmark results is not one)
-LIVE_TIMING = re.compile(r"Timer\(|perf_counter|timeit|time\.time\(|time_side_by_side|blocked_autorange")
+LIVE_TIMING = re.compile(r"Timer\(|perf_counter\(|timeit|time\.time\(|time_side_by_side\(|blocked_autorange\(")
 NETWORK = re.compile(r"urlopen|urlretrieve|requests\.|http\.client|torch\.hub|load_state_dict_from_url|"
                      r"download\s*=\s*True|hf_hub|from_pretrained|socket\.")
 
