@@ -1427,6 +1427,13 @@ def _fold_batch_norms(module: nn.Module, prefix: str = "") -> int:
             module._modules[name] = fuse_conv_bn_eval(child, after, transpose=child.transposed)
             module._modules[following] = nn.Identity()
             folded += 1
+        elif (isinstance(module, nn.Sequential) and isinstance(child, _DepthwiseSeparableConvNd)
+              and type(after) is _FOLDABLE.get(type(child.pointwise))
+              and after.running_mean is not None and after.num_features == child.out_channels):
+            # after a depthwise separable layer: into its pointwise part, the convolution it follows
+            child.pointwise = fuse_conv_bn_eval(child.pointwise, after)
+            module._modules[following] = nn.Identity()
+            folded += 1
         elif child is not None:
             folded += _fold_batch_norms(child, f"{prefix}{name}.")
     return folded
@@ -2688,25 +2695,6 @@ def sqnr_db(reference, approximation) -> float:
     return math.inf if noise == 0 else 10 * math.log10(signal / noise)
 
 
-def _fold_all_batch_norms(module: nn.Module) -> None:
-    """Fold every batch norm that follows a convolution in a Sequential, including one that
-    follows a depthwise separable layer (into its pointwise part, the last convolution)."""
-    names = list(module._modules)
-    for name, following in zip(names, names[1:] + [None]):
-        child, after = module._modules[name], module._modules.get(following) if following else None
-        if isinstance(module, nn.Sequential) and isinstance(after, nn.BatchNorm2d):
-            if isinstance(child, nn.Conv2d):
-                module._modules[name] = fuse_conv_bn_eval(child, after)
-                module._modules[following] = nn.Identity()
-                continue
-            if isinstance(child, DepthwiseSeparableConv2d):
-                child.pointwise = fuse_conv_bn_eval(child.pointwise, after)
-                module._modules[following] = nn.Identity()
-                continue
-        if child is not None:
-            _fold_all_batch_norms(child)
-
-
 def _fake_quantize_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Asymmetric uint8 (ONNX Runtime's QUInt8 activations): the range [low, high], widened to
     hold 0, is cut into 255 steps; values are rounded to the grid and clipped to it."""
@@ -2794,7 +2782,7 @@ def fold_batch_norms(model) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
     folded = copy.deepcopy(model).eval()
-    _fold_all_batch_norms(folded)
+    _fold_batch_norms(folded)           # the folding of prepare_for_inference, one source
     return folded
 
 
