@@ -64,8 +64,14 @@ def notebook_outputs(page: Path) -> int | None:
     if not notebook.exists():
         return None
     cells = json.loads(notebook.read_text())["cells"]
-    return sum(1 for c in cells if c["cell_type"] == "code" and c.get("outputs")
-               and "remove-output" not in c.get("metadata", {}).get("tags", []))
+
+    def shown(output) -> bool:
+        # a glued value (MyST-NB's glue with display=False) is stored, not shown where the cell is
+        data = output.get("data", {})
+        return not (data and all(key.startswith("application/papermill.record/") for key in data))
+
+    return sum(1 for c in cells if c["cell_type"] == "code" and any(shown(o) for o in c.get("outputs", []))
+               and not {"remove-output", "remove-cell"} & set(c.get("metadata", {}).get("tags", [])))
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -104,7 +110,7 @@ CHECK_PAGE_JS = """async () => {
                                  return o && (o.innerText.trim().length > 0 || o.querySelector('img, table, svg')); }).length,
     sideways: Array.from(document.querySelectorAll('pre')).filter(
       p => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1).map(
-      p => p.innerText.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 60)),
+      p => p.innerText.split(String.fromCharCode(10)).reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 60)),
     emptyOutputs: cells.filter(c => { const o = c.querySelector('.cell_output');
                                       return o && o.innerText.trim().length === 0 && !o.querySelector('img, table, svg'); }).length,
   };
