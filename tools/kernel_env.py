@@ -6,7 +6,7 @@ these variables, so the outputs that ``book.py execute`` writes are the outputs 
 - ``IPYTHONDIR`` points at tests/ipython, whose startup file installs the network guard (a cell that
   tries to reach the network fails);
 - ``PYTHONHASHSEED=0`` fixes the order of sets and dicts of strings;
-- ``OMP_NUM_THREADS=1`` (unless already set) is the thread setting of ``book.py test``. The book's
+- ``OMP_NUM_THREADS=1`` is the thread setting of ``book.py test``. The book's
   outputs are the same at any thread count; the setting only makes the runs comparable.
 
 This module also names the CPU settings of the portability matrix (``book.py test --cpus``): capping
@@ -36,7 +36,7 @@ def kernel_environment(base: dict | None = None, threads: str | None = "1") -> d
     env["IPYTHONDIR"] = str(IPYTHONDIR)
     env.setdefault("PYTHONHASHSEED", "0")
     if threads is not None:
-        env.setdefault("OMP_NUM_THREADS", threads)
+        env["OMP_NUM_THREADS"] = threads
     return env
 
 
