@@ -90,8 +90,11 @@ def in_environment() -> bool:
 def build(args: list[str]) -> int:
     """Build the HTML book; warnings are errors; every notebook executes (cached by content)."""
     command = [str(BIN / "jupyter-book"), "build", "-W", "-n", "--keep-going", *args, "."]
-    # the notebooks run in the kernels' environment of the tests (tools/kernel_env.py)
-    result = subprocess.run(command, cwd=ROOT, env=kernel_environment())
+    # the notebooks run in the kernels' environment of the tests (tools/kernel_env.py); those not
+    # in the execution cache run first, two at a time, into that cache (tools/execute_into_cache.py)
+    env = kernel_environment()
+    subprocess.run([str(PYTHON), str(ROOT / "tools" / "execute_into_cache.py")], cwd=ROOT, env=env)
+    result = subprocess.run(command, cwd=ROOT, env=env)
     if result.returncode != 0:
         # a failing cell is reported above by myst-nb: the notebook's path, the cell's source, the traceback
         print("book.py: the book build FAILED (its messages are above)", file=sys.stderr)

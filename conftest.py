@@ -24,7 +24,7 @@ if _missing:
 # `book.py execute` and `book.py build`): the network guard of tests/ipython, a fixed hash seed. The
 # thread count is left as the caller set it: the outputs are the same at any thread count.
 sys.path.insert(0, str(ROOT / "tools"))
-from kernel_env import apply_to_this_process  # noqa: E402
+from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
 
 apply_to_this_process(threads=None)
 del sys.path[0]
@@ -35,15 +35,7 @@ settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
 
 
-# The slowest notebooks start first: `book.py test` runs two workers, each taking whole files in
-# collection order, and a long notebook started last would leave one worker idle while it finishes.
-SLOW_FIRST = ["07_training", "09_training_cost_and_quantization", "08_decomposition_and_relatives",
-              "06_speed_memory", "05b_keras_and_counters", "05_mobilenet", "04_pytorch_layer"]
-
-
+# The slowest notebooks start first (tools/kernel_env.py): `book.py test` runs two workers, each
+# taking whole files in collection order.
 def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
-        stem = Path(str(item.fspath)).stem
-        return SLOW_FIRST.index(stem) if stem in SLOW_FIRST else len(SLOW_FIRST)
-
-    items.sort(key=rank)  # stable: the cells of a notebook keep their order
+    items.sort(key=lambda item: slowest_first_rank(item.fspath))  # stable: cells keep their order

@@ -44,7 +44,6 @@ try:
     from prettytable import PrettyTable
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
-    from torch.utils import benchmark
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
     from torch.utils.flop_counter import FlopCounterMode
@@ -1622,6 +1621,8 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3
     warmup = _check_int("warmup", warmup, 0)
     if isinstance(min_run_time, bool) or not isinstance(min_run_time, numbers.Real) or not min_run_time > 0:
         raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+    from torch.utils import benchmark  # here, not at the top: importing it takes a quarter second
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

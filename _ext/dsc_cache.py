@@ -23,11 +23,10 @@ def fingerprint(srcdir: Path) -> str:
     return digest.hexdigest()
 
 
-def clear_stale_cache(app, config) -> None:
-    srcdir = Path(app.srcdir)
-    cache = Path(config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache")
-    if not cache.is_absolute():
-        cache = srcdir / cache
+def drop_stale_cache(srcdir: Path, cache: Path) -> None:
+    """Empty the execution cache ``cache`` if the files of DEPENDENCIES changed since it was filled.
+
+    Also used by tools/execute_into_cache.py, which fills the cache before the build."""
     stamp = cache.parent / ".dsc_cache_fingerprint"
     current = fingerprint(srcdir)
     if stamp.exists() and stamp.read_text() == current:
@@ -36,6 +35,14 @@ def clear_stale_cache(app, config) -> None:
         shutil.rmtree(cache)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(current)
+
+
+def clear_stale_cache(app, config) -> None:
+    srcdir = Path(app.srcdir)
+    cache = Path(config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache")
+    if not cache.is_absolute():
+        cache = srcdir / cache
+    drop_stale_cache(srcdir, cache)
 
 
 def outdated_notebooks(app, env, added, changed, removed):

@@ -9,9 +9,9 @@ Measures on the CPU, in one run, at batch 1 and at a larger batch, with 1 and 2 
 (b) the whole `mobilenet_v1()` against `mobilenet_v1(separable=False)`, in five variants: PyTorch as
     built (batch norm, default memory format), with batch norm folded, prepared
     (`prepare_for_inference`: folded and channels-last), prepared then compiled by `torch.compile`
-    (Inductor, frozen weights; at batch 1 and one thread only, as compiling takes minutes on a
-    shared machine; skipped without a C++ compiler), and ONNX Runtime ("onnxruntime"); at the
-    larger batch, whose calls take seconds, as built, prepared and ONNX Runtime, one call per round;
+    (Inductor, frozen weights, compiled for each batch size and thread count; skipped without a
+    C++ compiler), and ONNX Runtime ("onnxruntime"); at the larger batch, whose calls take seconds,
+    as built, prepared, compiled and ONNX Runtime, one call per round;
 (c) the roofs of the roofline model: the compute roof (the fastest multiply-accumulate rate of
     several matrix multiplies and of every convolution measured in this run, so that no measured
     point lies above it), the theoretical peak from the clock and vector width in /proc/cpuinfo, and
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("standard", "separable", "depthwise", "pointwise")
 LAYER_VARIANTS = ("contiguous", "channels_last", "onnxruntime")
 NETWORK_VARIANTS = ("as built", "folded", "prepared", "compiled", "onnxruntime")
-LARGE_BATCH_VARIANTS = ("as built", "prepared", "onnxruntime")
+LARGE_BATCH_VARIANTS = ("as built", "prepared", "compiled", "onnxruntime")
 MIB = 2**20
 
 
@@ -309,8 +309,8 @@ def main(argv: list[str]) -> int:
     else:
         settings = dict(layer_rounds=5, layer_min_run_time=0.04, network_rounds=7, network_min_run_time=0.1,
                         large_batch_rounds=2, warmup=1, roof_min_run_time=0.1, layer_batches=[1])
-    # Per layer at batch 1 only, torch.compile at batch 1 and one thread only, three variants at
-    # the larger batch: on a shared 2-core machine the rest would take most of the run's time.
+    # Per layer at batch 1 only, four variants at the larger batch: on a shared 2-core machine the
+    # rest would take most of the run's time.
     settings["batches"] = batches
     info = cpuinfo()
     results = {"machine": machine(info), "settings": settings, "roofs": [], "layers": [], "networks": []}
@@ -329,7 +329,7 @@ def main(argv: list[str]) -> int:
             rounds = settings["network_rounds"] if batch == 1 else settings["large_batch_rounds"]
             min_run_time = settings["network_min_run_time"] if batch == 1 else None
             rows = network_case(batch, t, rounds, min_run_time, settings["warmup"],
-                                compile_too=batch == 1 and t == 1 and not args.quick)
+                                compile_too=not args.quick)
             results["networks"] += rows
             for r in rows:
                 s = r["realized_spread"]

@@ -15,8 +15,23 @@ from torch import nn
 import dsc_utils as du
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = du.import_keras()
-L = keras.layers
+
+
+class _Lazy:
+    """Keras, or one of its modules, imported by the first test that uses it rather than when the
+    file is collected: the import takes seconds, and both workers of `book.py test` collect it."""
+
+    def __init__(self, *path: str):
+        self._path = path
+
+    def __getattr__(self, name: str):
+        module = du.import_keras()
+        for part in self._path:
+            module = getattr(module, part)
+        return getattr(module, name)
+
+
+keras, L = _Lazy(), _Lazy("layers")
 
 
 def keras_and_torch(layer_or_model, shape, seed=0):

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "_ext"))
 
 import dsc_cache  # noqa: E402
+import execute_into_cache  # noqa: E402
 import execute_notebooks  # noqa: E402
 import network_guard  # noqa: E402
 
@@ -147,6 +148,26 @@ def test_cache_is_dropped_when_dsc_utils_changes(tmp_path):
 
     (tmp_path / "requirements.txt").write_text("torch==2.14.1\n")     # the pins changed: re-read
     assert dsc_cache.outdated_notebooks(app, env, set(), set(), set()) == ["chapters/a"]
+
+
+def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capsys):
+    from jupyter_cache import get_cache
+
+    good, broken = tmp_path / "good.ipynb", tmp_path / "broken.ipynb"
+    write_notebook(good, "print(6 * 7)")
+    write_notebook(broken, "1 / 0")
+    cache_path = tmp_path / "_build" / ".jupyter_cache"
+    assert execute_into_cache.main([good, broken], cache_path) == 0
+    cache = get_cache(str(cache_path))
+    # the lookup MyST-NB's cache mode makes: the good notebook is there, with its outputs
+    record = cache.match_cache_notebook(nbformat.read(good, as_version=4))
+    executed = cache.get_cache_bundle(record.pk).nb
+    assert executed.cells[0].outputs[0].text == "42\n"
+    with pytest.raises(KeyError):       # the failing one is left for the build to run and report
+        cache.match_cache_notebook(nbformat.read(broken, as_version=4))
+    assert "broken.ipynb failed" in capsys.readouterr().out
+    assert execute_into_cache.main([good], cache_path) == 0         # nothing left to execute
+    assert "executing" not in capsys.readouterr().out
 
 
 def test_config_loads_the_cache_extension():

@@ -18,7 +18,7 @@ from nbclient.exceptions import CellExecutionError
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernel_env import apply_to_this_process  # noqa: E402
+from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -65,7 +65,7 @@ def main(args: list[str]) -> int:
     apply_to_this_process(threads="1")  # the worker processes and their kernels inherit it
     failures = 0
     with ProcessPoolExecutor(max_workers=min(2, len(paths))) as pool:
-        for path, problem in pool.map(execute_one, paths):
+        for path, problem in pool.map(execute_one, sorted(paths, key=slowest_first_rank)):
             name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
             if problem is None:
                 print(f"executed  {name}", flush=True)

@@ -21,6 +21,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IPYTHONDIR = ROOT / "tests" / "ipython"
 
+# The notebooks that take longest to execute, longest first. Whatever runs notebooks two at a time
+# (the tests' two workers, `book.py execute`, the build's first step) starts these first, so that a
+# long notebook started last does not leave one core idle while it finishes.
+SLOW_FIRST = ["07_training", "09_training_cost_and_quantization", "08_decomposition_and_relatives",
+              "06_speed_memory", "05b_keras_and_counters", "05_mobilenet", "04_pytorch_layer"]
+
+
+def slowest_first_rank(path) -> int:
+    """Sort key: the position of a notebook (or of a test file) in SLOW_FIRST, the rest after it."""
+    stem = Path(str(path)).stem
+    return SLOW_FIRST.index(stem) if stem in SLOW_FIRST else len(SLOW_FIRST)
+
+
 # name -> the variables that cap the instruction sets (empty: whatever this CPU has)
 CPU_SETTINGS = {
     "native": {},
