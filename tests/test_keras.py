@@ -25,6 +25,8 @@ class _Lazy:
         self._path = path
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # pytest probes every module attribute for fixture markers
+            raise AttributeError(name)
         module = du.import_keras()
         for part in self._path:
             module = getattr(module, part)
