@@ -170,6 +170,15 @@ def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capsys):
     assert "executing" not in capsys.readouterr().out
 
 
+def test_the_slowest_first_list_names_chapters_and_orders_them():
+    import kernel_env
+
+    chapters = sorted((ROOT / "chapters").glob("*.ipynb"))
+    assert set(kernel_env.SLOW_FIRST) <= {path.stem for path in chapters}  # no stale name
+    ordered = sorted(chapters, key=kernel_env.slowest_first_rank)
+    assert [p.stem for p in ordered[:len(kernel_env.SLOW_FIRST)]] == kernel_env.SLOW_FIRST
+
+
 def test_config_loads_the_cache_extension():
     config = (ROOT / "_config.yml").read_text()
     assert re.search(r"local_extensions:\s*\n\s*dsc_cache: _ext", config)
