@@ -9,7 +9,8 @@ The module reads top to bottom in the book's order:
 5. parameters: ``count_params`` and ``param_table``;
 6. networks: MobileNet v1 (and its full-convolution twin) and MobileNetV2, rebuilt from the papers;
 7. measurement: ``prepare_for_inference`` (batch norm folded, channels-last, no autograd) and
-   ``time_side_by_side`` (medians of interleaved ``torch.utils.benchmark`` timings);
+   ``time_blocks`` and ``time_side_by_side`` (interleaved ``torch.utils.benchmark`` timings, and
+   their medians);
 8. beyond: a small digits experiment (``load_digits_split``, ``digits_cnn``, ``train_digits``) and
    ``separable_decomposition``, a standard convolution as a sum of separable ones;
 9. runtimes: the same model in ONNX Runtime;
@@ -35,6 +36,7 @@ import numbers
 import statistics
 import sys
 import textwrap
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -84,6 +86,7 @@ __all__ = [
     "randomize_batch_norms",
     "InferenceModel",
     "prepare_for_inference",
+    "time_blocks",
     "time_side_by_side",
     "load_digits_split",
     "digits_cnn",
@@ -1580,14 +1583,78 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
     return InferenceModel(prepared, memory_format, folded).eval()
 
 
-def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> dict:
-    """Median wall-clock time of each function, measured side by side with ``torch.utils.benchmark``.
+def time_blocks(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> dict:
+    """Every timing behind :func:`time_side_by_side`: seconds per call of each block, round by round.
 
     Every function is first called ``warmup`` times; then, ``rounds`` times over, each function in turn is
     timed with ``Timer.blocked_autorange`` (blocks of calls long enough for the clock, at least
-    ``min_run_time`` seconds), on a fixed number of threads. Interleaving the functions exposes them to
-    the same machine load, so their *ratios* are trustworthy even where the machine is shared and
-    noisy; the median of all blocks is returned for each.
+    ``min_run_time`` seconds), on a fixed number of threads, which are restored afterwards. With
+    ``min_run_time=None`` a round is one call read off the clock, for calls that take seconds each.
+    Interleaving the functions exposes them to the same machine load, so their *ratios* are
+    trustworthy even where the machine is shared and noisy.
+
+    Args:
+        functions (dict): name -> callable taking no argument.
+        threads (int): ``torch`` intra-op threads for the measurement. Default: 2.
+        rounds (int): how many times each function is timed in turn. Default: 3.
+        min_run_time (float or None): seconds per ``blocked_autorange``, or None for one call per
+            round. Default: 0.2.
+        warmup (int): untimed calls before measuring. Default: 3.
+
+    Returns:
+        dict: name -> one list per round of the seconds per call of each of its blocks.
+
+    Raises:
+        TypeError: ``functions`` is not a non-empty dict of callables, or an integer argument
+            is not an integer.
+        ValueError: ``threads`` or ``rounds`` below 1, a negative ``warmup``, or a
+            ``min_run_time`` that is neither None nor a positive number of seconds.
+
+    The speed chapter explains it; the benchmarks in ``benchmarks/`` time with it.
+
+    Example:
+        >>> blocks = time_blocks({"sum": lambda: sum(range(100))}, threads=1, rounds=2,
+        ...                      min_run_time=0.01, warmup=1)
+        >>> len(blocks["sum"]), all(t > 0 for block in blocks["sum"] for t in block)
+        (2, True)
+    """
+    if not isinstance(functions, dict) or not functions or not all(callable(f) for f in functions.values()):
+        raise TypeError(f"functions must be a non-empty dict of callables, got {_describe(functions)}")
+    threads = _check_int("threads", threads, 1)
+    rounds = _check_int("rounds", rounds, 1)
+    warmup = _check_int("warmup", warmup, 0)
+    if min_run_time is not None and (isinstance(min_run_time, bool) or not isinstance(min_run_time, numbers.Real)
+                                     or not min_run_time > 0):
+        raise ValueError(f"min_run_time must be a positive number of seconds or None, got {min_run_time!r}")
+    from torch.utils import benchmark  # here, not at the top: importing it takes a quarter second
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for function in functions.values():
+            for _ in range(warmup):
+                function()
+        blocks = {name: [] for name in functions}
+        for _ in range(rounds):
+            for name, function in functions.items():
+                if min_run_time is None:
+                    start = time.perf_counter()
+                    function()
+                    blocks[name].append([time.perf_counter() - start])
+                    continue
+                timer = benchmark.Timer("f()", globals={"f": function}, num_threads=threads)
+                blocks[name].append(timer.blocked_autorange(min_run_time=min_run_time).times)
+    finally:
+        torch.set_num_threads(previous)
+    return blocks
+
+
+def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> dict:
+    """Median wall-clock time of each function, measured side by side with ``torch.utils.benchmark``.
+
+    The functions are timed in turn, round after round, by :func:`time_blocks` (warm-up, fixed
+    threads, blocks of calls of at least ``min_run_time`` seconds); the median of all blocks is
+    returned for each.
 
     Args:
         functions (dict): name -> callable taking no argument.
@@ -1614,29 +1681,11 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3
         >>> times["sum"] > 0
         True
     """
-    if not isinstance(functions, dict) or not functions or not all(callable(f) for f in functions.values()):
-        raise TypeError(f"functions must be a non-empty dict of callables, got {_describe(functions)}")
-    threads = _check_int("threads", threads, 1)
-    rounds = _check_int("rounds", rounds, 1)
-    warmup = _check_int("warmup", warmup, 0)
-    if isinstance(min_run_time, bool) or not isinstance(min_run_time, numbers.Real) or not min_run_time > 0:
-        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
-    from torch.utils import benchmark  # here, not at the top: importing it takes a quarter second
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for function in functions.values():
-            for _ in range(warmup):
-                function()
-        times = {name: [] for name in functions}
-        for _ in range(rounds):
-            for name, function in functions.items():
-                timer = benchmark.Timer("f()", globals={"f": function}, num_threads=threads)
-                times[name].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
-    finally:
-        torch.set_num_threads(previous)
-    return {name: statistics.median(values) for name, values in times.items()}
+    if min_run_time is None:
+        raise ValueError("min_run_time must be a positive number of seconds, got None")
+    blocks = time_blocks(functions, threads, rounds, min_run_time, warmup)
+    return {name: statistics.median(t for one_round in rounds_ for t in one_round)
+            for name, rounds_ in blocks.items()}
 
 
 # ---------------------------------------------------------------------------------------------------

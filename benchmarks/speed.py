@@ -58,23 +58,10 @@ MIB = 2**20
 # Timing side by side
 # ----------------------------------------------------------------------------------------------
 
-def interleaved(functions: dict, threads: int, rounds: int, min_run_time: float, warmup: int) -> dict:
+def interleaved(functions: dict, threads: int, rounds: int, min_run_time: float | None, warmup: int) -> dict:
     """name -> list of per-round seconds per call (median of the round's blocks), interleaved."""
-    torch.set_num_threads(threads)
-    for function in functions.values():
-        for _ in range(warmup):
-            function()
-    times = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            if min_run_time is None:         # calls of seconds each: one timed call per round
-                start = time.perf_counter()
-                function()
-                times[name].append(time.perf_counter() - start)
-                continue
-            timer = benchmark.Timer("f()", globals={"f": function}, num_threads=threads)
-            times[name].append(statistics.median(timer.blocked_autorange(min_run_time=min_run_time).times))
-    return times
+    blocks = du.time_blocks(functions, threads, rounds, min_run_time, warmup)
+    return {name: [statistics.median(one_round) for one_round in rounds_] for name, rounds_ in blocks.items()}
 
 
 def spread(values: list[float]) -> dict:

@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import benchmark
 
 import dsc_utils as du
 
@@ -44,21 +43,9 @@ DIGITS_EPOCHS = 3          # the chapter's recipe: train_digits defaults, 3 epoc
 
 def interleaved(functions: dict, threads: int, rounds: int, min_run_time: float, warmup: int = 2) -> dict:
     """Median and quartiles (seconds per call) of each function, timed in turn ``rounds`` times."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for function in functions.values():
-            for _ in range(warmup):
-                function()
-        times = {name: [] for name in functions}
-        for _ in range(rounds):
-            for name, function in functions.items():
-                timer = benchmark.Timer("f()", globals={"f": function}, num_threads=threads)
-                times[name].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
-    finally:
-        torch.set_num_threads(previous)
     result = {}
-    for name, values in times.items():
+    for name, rounds_ in du.time_blocks(functions, threads, rounds, min_run_time, warmup).items():
+        values = [t for one_round in rounds_ for t in one_round]
         q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
         result[name] = dict(median=statistics.median(values), q1=q1, q3=q3, blocks=len(values))
     return result

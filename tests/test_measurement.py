@@ -65,6 +65,43 @@ def test_time_side_by_side_times_every_function_and_restores_threads():
     assert torch.get_num_threads() == threads
 
 
+def test_time_blocks_gives_every_block_of_every_round_and_restores_threads():
+    calls = {"a": 0, "b": 0}
+
+    def a():
+        calls["a"] += 1
+
+    def b():
+        calls["b"] += 1
+
+    threads = torch.get_num_threads()
+    blocks = du.time_blocks({"a": a, "b": b}, threads=1, rounds=3, min_run_time=0.01, warmup=1)
+    assert set(blocks) == {"a", "b"} and torch.get_num_threads() == threads
+    for name in blocks:
+        assert len(blocks[name]) == 3 and all(len(one_round) >= 1 for one_round in blocks[name])
+        assert all(t > 0 for one_round in blocks[name] for t in one_round)
+    # min_run_time=None: one call per round, read off the clock
+    calls = {"a": 0, "b": 0}
+    single = du.time_blocks({"a": a, "b": b}, threads=1, rounds=2, min_run_time=None, warmup=1)
+    assert calls == {"a": 3, "b": 3}
+    assert all(len(one_round) == 1 for rounds_ in single.values() for one_round in rounds_)
+
+
+def test_time_side_by_side_is_the_median_of_time_blocks(monkeypatch):
+    blocks = {"a": [[1.0, 5.0], [2.0]], "b": [[4.0], [3.0, 9.0, 8.0]]}
+    monkeypatch.setattr(du, "time_blocks", lambda *args: blocks)
+    assert du.time_side_by_side({"a": print, "b": print}) == {"a": 2.0, "b": 6.0}
+    with pytest.raises(ValueError, match="min_run_time must be a positive number of seconds, got None"):
+        du.time_side_by_side({"a": print}, min_run_time=None)
+
+
+def test_time_blocks_bad_min_run_time():
+    with pytest.raises(ValueError, match="min_run_time must be a positive number of seconds or None, got -1"):
+        du.time_blocks({"f": lambda: None}, min_run_time=-1)
+    with pytest.raises(TypeError, match="functions must be a non-empty dict of callables"):
+        du.time_blocks([lambda: None])
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(functions={}), TypeError, "functions must be a non-empty dict of callables"),
     (dict(functions={"x": 3}), TypeError, "functions must be a non-empty dict of callables"),
