@@ -49,40 +49,37 @@ def test_prepare_for_inference_bad_arguments():
         du.prepare_for_inference(nn.Conv2d(1, 1, 1), memory_format=torch.channels_last_3d)
 
 
+def counted(*names):
+    """Functions that count their calls: (name -> calls so far, name -> function)."""
+    calls = dict.fromkeys(names, 0)
+
+    def make(name):
+        def function():
+            calls[name] += 1
+        return function
+
+    return calls, {name: make(name) for name in names}
+
+
 def test_time_side_by_side_times_every_function_and_restores_threads():
-    calls = {"a": 0, "b": 0}
-
-    def a():
-        calls["a"] += 1
-
-    def b():
-        calls["b"] += 1
-
+    calls, functions = counted("a", "b")
     threads = torch.get_num_threads()
-    medians = du.time_side_by_side({"a": a, "b": b}, threads=1, rounds=2, min_run_time=0.01, warmup=2)
+    medians = du.time_side_by_side(functions, threads=1, rounds=2, min_run_time=0.01, warmup=2)
     assert set(medians) == {"a", "b"} and all(m > 0 for m in medians.values())
     assert calls["a"] > 2 and calls["b"] > 2  # warm-up calls plus the timed blocks
     assert torch.get_num_threads() == threads
 
 
 def test_time_blocks_gives_every_block_of_every_round_and_restores_threads():
-    calls = {"a": 0, "b": 0}
-
-    def a():
-        calls["a"] += 1
-
-    def b():
-        calls["b"] += 1
-
     threads = torch.get_num_threads()
-    blocks = du.time_blocks({"a": a, "b": b}, threads=1, rounds=3, min_run_time=0.01, warmup=1)
+    blocks = du.time_blocks(counted("a", "b")[1], threads=1, rounds=3, min_run_time=0.01, warmup=1)
     assert set(blocks) == {"a", "b"} and torch.get_num_threads() == threads
     for name in blocks:
         assert len(blocks[name]) == 3 and all(len(one_round) >= 1 for one_round in blocks[name])
         assert all(t > 0 for one_round in blocks[name] for t in one_round)
     # min_run_time=None: one call per round, read off the clock
-    calls = {"a": 0, "b": 0}
-    single = du.time_blocks({"a": a, "b": b}, threads=1, rounds=2, min_run_time=None, warmup=1)
+    calls, functions = counted("a", "b")
+    single = du.time_blocks(functions, threads=1, rounds=2, min_run_time=None, warmup=1)
     assert calls == {"a": 3, "b": 3}
     assert all(len(one_round) == 1 for rounds_ in single.values() for one_round in rounds_)
 
