@@ -170,13 +170,24 @@ def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capsys):
     assert "executing" not in capsys.readouterr().out
 
 
-def test_the_slowest_first_list_names_chapters_and_orders_them():
+def test_the_slowest_first_list_names_every_chapter_and_orders_them():
     import kernel_env
 
     chapters = sorted((ROOT / "chapters").glob("*.ipynb"))
-    assert set(kernel_env.SLOW_FIRST) <= {path.stem for path in chapters}  # no stale name
-    ordered = sorted(chapters, key=kernel_env.slowest_first_rank)
+    test_files = sorted((ROOT / "tests").glob("test_*.py"))
+    names = {path.stem for path in chapters + test_files}
+    assert set(kernel_env.SLOW_FIRST) <= names                          # no stale name
+    assert {path.stem for path in chapters} <= set(kernel_env.SLOW_FIRST)  # no chapter left out
+    ordered = sorted(chapters + test_files, key=kernel_env.slowest_first_rank)
     assert [p.stem for p in ordered[:len(kernel_env.SLOW_FIRST)]] == kernel_env.SLOW_FIRST
+
+
+def test_pytest_keeps_the_slowest_first_order():
+    """pytest-xdist would hand out the files with the most tests first; the configuration says not to."""
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--no-loadscope-reorder" in options["addopts"].split()
 
 
 def test_config_loads_the_cache_extension():

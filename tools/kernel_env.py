@@ -21,11 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IPYTHONDIR = ROOT / "tests" / "ipython"
 
-# The notebooks that take longest to execute, longest first. Whatever runs notebooks two at a time
-# (the tests' two workers, `book.py execute`, the build's first step) starts these first, so that a
-# long notebook started last does not leave one core idle while it finishes.
+# Every notebook and the slowest test files, longest first (their measured times under `book.py test`).
+# Whatever runs them two at a time (the tests' two workers, `book.py execute`, the build's first step)
+# starts them in this order, so that a long notebook started last does not leave one core idle while
+# it finishes, and the short test files fill the end.
 SLOW_FIRST = ["07_training", "09_training_cost_and_quantization", "08_decomposition_and_relatives",
-              "06_speed_memory", "05b_keras_and_counters", "05_mobilenet", "04_pytorch_layer"]
+              "05b_keras_and_counters", "06_speed_memory", "test_tooling", "05_mobilenet",
+              "03_depthwise_separable_cost", "04_pytorch_layer", "02_counting_multiplications",
+              "01_convolution", "test_doctests", "test_counting", "test_keras", "test_networks"]
 
 
 def slowest_first_rank(path) -> int:
