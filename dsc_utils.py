@@ -1791,9 +1791,10 @@ def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
 
 
 def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, seed=0,
-                 track_train_accuracy=False) -> dict:
+                 track_train_accuracy=False, track_test_accuracy=True) -> dict:
     """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum 0.9, cosine schedule) and
-    return its history: per epoch the training loss, training accuracy and test accuracy.
+    return its history: per epoch the training loss, training accuracy and test accuracy, and the
+    final model's losses on both sets.
 
     Reproducible on every CPU: the seed fixes the initial weights and the order of the mini-batches,
     and the model is trained in the floating-point type of the images (float64 from
@@ -1810,15 +1811,21 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         seed (int): seed of the initial weights and of the batch order. Default: 0.
         track_train_accuracy (bool): measure the accuracy on the whole training set after every
             epoch, not only after the last one (it costs a pass over the training set). Default: False.
+        track_test_accuracy (bool): measure the accuracy on the test set after every epoch, not only
+            after the last one (it costs a pass over the test set). Default: True.
 
     Returns:
-        dict: ``train_loss`` and ``test_accuracy``, one float per epoch, and ``train_accuracy``,
-        after every epoch or only after the last one (a list of one) as ``track_train_accuracy``
-        says. Accuracies are fractions; the losses are the average cross-entropy of the epoch's
-        mini-batches.
+        dict: ``train_loss``, one float per epoch: the average cross-entropy of the epoch's
+        mini-batches (in training mode, while the weights change); ``train_accuracy`` and
+        ``test_accuracy``, after every epoch or only after the last one (a list of one) as
+        ``track_train_accuracy`` and ``track_test_accuracy`` say; ``final_train_loss`` and
+        ``final_test_loss``: the cross-entropy of the trained model on each whole set, in
+        evaluation mode, from the same forward passes as the last accuracies. Accuracies are
+        fractions.
 
     Raises:
-        TypeError: ``model`` not an ``nn.Module`` or an integer argument of the wrong type.
+        TypeError: ``model`` not an ``nn.Module``, an integer argument of the wrong type, or a
+            ``track_*`` argument not a bool.
         ValueError: a non-positive ``epochs`` or ``batch_size``, a negative ``seed``, or ``data``
             not four tensors.
 
@@ -1827,8 +1834,8 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
 
     Example:
         >>> history = train_digits(digits_cnn(width=2), load_digits_split(), epochs=1)
-        >>> len(history["train_loss"]), len(history["train_accuracy"])
-        (1, 1)
+        >>> len(history["train_loss"]), len(history["train_accuracy"]), "final_test_loss" in history
+        (1, 1, True)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
@@ -1837,8 +1844,10 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     seed = _check_int("seed", seed, 0)
     if not (isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(d, torch.Tensor) for d in data)):
         raise ValueError(f"data must be (x_train, y_train, x_test, y_test) tensors, got {_describe(data)}")
-    if not isinstance(track_train_accuracy, bool):
-        raise TypeError(f"track_train_accuracy must be True or False, got {track_train_accuracy!r}")
+    for name, value in (("track_train_accuracy", track_train_accuracy),
+                        ("track_test_accuracy", track_test_accuracy)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
     x_train, y_train, x_test, y_test = data
     model.to(x_train.dtype)
     generator = torch.Generator().manual_seed(seed)
@@ -1849,10 +1858,14 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
 
-    def accuracy(x, y):
+    def evaluate(x, y, split, last):
+        # accuracy on a whole set, in evaluation mode; after the last epoch the loss too
         model.eval()
         with torch.no_grad():
-            return (model(x).argmax(1) == y).double().mean().item()
+            logits = model(x)
+        if last:
+            history[f"final_{split}_loss"] = F.cross_entropy(logits, y).item()
+        return (logits.argmax(1) == y).double().mean().item()
 
     history = {"train_loss": [], "train_accuracy": [], "test_accuracy": []}
     for epoch in range(epochs):
@@ -1868,9 +1881,11 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
             total += loss.item() * len(batch)
         schedule.step()
         history["train_loss"].append(total / len(order))
-        if track_train_accuracy or epoch == epochs - 1:
-            history["train_accuracy"].append(accuracy(x_train, y_train))
-        history["test_accuracy"].append(accuracy(x_test, y_test))
+        last = epoch == epochs - 1
+        if track_train_accuracy or last:
+            history["train_accuracy"].append(evaluate(x_train, y_train, "train", last))
+        if track_test_accuracy or last:
+            history["test_accuracy"].append(evaluate(x_test, y_test, "test", last))
     model.eval()
     return history
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+import torch.nn.functional as F
 from torch import nn
 
 import dsc_utils as du
@@ -130,12 +131,26 @@ def test_digits_cnn_twins():
     assert du.count_mults(separable, x) < du.count_mults(standard, x) / 3
 
 
-def test_train_digits_is_deterministic_and_learns():
+def test_train_digits_is_deterministic_learns_and_reports_its_final_losses():
     data = du.load_digits_split()
-    runs = [du.train_digits(du.digits_cnn(True, width=8), data, epochs=3, seed=5) for _ in range(2)]
-    assert runs[0] == runs[1]
-    assert runs[0]["test_accuracy"][-1] > 0.8 and len(runs[0]["train_loss"]) == 3
-    assert runs[0]["train_loss"][-1] < runs[0]["train_loss"][0]
+    x_train, y_train, x_test, y_test = data
+    models = [du.digits_cnn(True, width=8) for _ in range(2)]
+    tracked, untracked = [du.train_digits(model, data, epochs=3, seed=5, track_train_accuracy=track,
+                                          track_test_accuracy=track)
+                          for model, track in zip(models, (True, False))]
+    # the same seed gives the same training, to the last bit, whatever is measured in between
+    assert untracked["train_loss"] == tracked["train_loss"] and len(tracked["train_loss"]) == 3
+    assert len(tracked["train_accuracy"]) == len(tracked["test_accuracy"]) == 3
+    assert untracked["test_accuracy"] == tracked["test_accuracy"][-1:]
+    assert untracked["train_accuracy"] == tracked["train_accuracy"][-1:]
+    assert tracked["test_accuracy"][-1] > 0.8
+    assert tracked["train_loss"][-1] < tracked["train_loss"][0]
+    model = models[1]
+    assert not model.training                  # the final losses are those of the evaluation mode
+    with torch.no_grad():
+        assert untracked["final_train_loss"] == F.cross_entropy(model(x_train), y_train).item()
+        assert untracked["final_test_loss"] == F.cross_entropy(model(x_test), y_test).item()
+    assert untracked["final_test_loss"] == tracked["final_test_loss"]
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -145,6 +160,8 @@ def test_train_digits_is_deterministic_and_learns():
     (lambda: du.digits_cnn(width=0), ValueError, "width must be positive, got 0"),
     (lambda: du.train_digits("model", None), TypeError, "model must be a torch.nn.Module"),
     (lambda: du.train_digits(nn.Linear(1, 1), None, epochs=0), ValueError, "epochs must be positive, got 0"),
+    (lambda: du.train_digits(nn.Linear(1, 1), (torch.zeros(1),) * 4, track_test_accuracy="no"), TypeError,
+     "track_test_accuracy must be True or False, got 'no'"),
 ])
 def test_digits_bad_input(call, error, message):
     with pytest.raises(error) as info:
