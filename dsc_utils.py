@@ -11,8 +11,9 @@ The module reads top to bottom in the book's order:
 7. measurement: ``prepare_for_inference`` (batch norm folded, channels-last, no autograd) and
    ``time_blocks`` and ``time_side_by_side`` (interleaved ``torch.utils.benchmark`` timings, and
    their medians);
-8. beyond: a small digits experiment (``load_digits_split``, ``digits_cnn``, ``train_digits``) and
-   ``separable_decomposition``, a standard convolution as a sum of separable ones;
+8. beyond: a small digits experiment (``load_digits_split``, ``digits_cnn``, ``reset_weights``,
+   ``train_digits``) and ``separable_decomposition``, a standard convolution as a sum of separable
+   ones;
 9. runtimes: the same model in ONNX Runtime;
 10. Keras: its layers and applications converted to PyTorch;
 11. beyond inference: training cost and int8 quantization;
@@ -90,6 +91,7 @@ __all__ = [
     "time_side_by_side",
     "load_digits_split",
     "digits_cnn",
+    "reset_weights",
     "train_digits",
     "kernel_slices",
     "separable_rank_limit",
@@ -1790,6 +1792,39 @@ def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
     )).to(dtype)
 
 
+def reset_weights(model, seed=0) -> nn.Module:
+    """Draw every parameter of ``model`` anew from ``seed``: PyTorch's global generator is seeded, then
+    every submodule with a ``reset_parameters`` method draws its own default initialisation.
+
+    :func:`train_digits` starts every run from these weights, so a run's initial weights can be looked
+    at without training (the training and decomposition chapters do).
+
+    Args:
+        model (nn.Module): the network; its parameters are overwritten in place.
+        seed (int): seed of the initial weights (0 or more). Default: 0.
+
+    Returns:
+        nn.Module: ``model`` itself.
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module`` or ``seed`` not an integer.
+        ValueError: a negative ``seed``.
+
+    Example:
+        >>> a, b = reset_weights(digits_cnn(width=2), seed=3), reset_weights(digits_cnn(width=2), seed=3)
+        >>> all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    seed = _check_int("seed", seed, 0)
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return model
+
+
 def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, seed=0,
                  track_train_accuracy=False, track_test_accuracy=True) -> dict:
     """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum 0.9, cosine schedule) and
@@ -1851,10 +1886,7 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     x_train, y_train, x_test, y_test = data
     model.to(x_train.dtype)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    for module in model.modules():  # initial weights drawn from the seed
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    reset_weights(model, seed)      # initial weights drawn from the seed
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
 

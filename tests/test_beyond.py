@@ -153,11 +153,27 @@ def test_train_digits_is_deterministic_learns_and_reports_its_final_losses():
     assert untracked["final_test_loss"] == tracked["final_test_loss"]
 
 
+
+def test_reset_weights_draws_the_weights_train_digits_starts_from():
+    seeded, other = du.digits_cnn(width=4), du.digits_cnn(width=4)
+    assert du.reset_weights(seeded, seed=7) is seeded
+    du.reset_weights(other, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(seeded.parameters(), other.parameters()))
+    du.reset_weights(other, seed=8)
+    assert not torch.equal(seeded.stem.conv.weight, other.stem.conv.weight)
+    # lr = 0 trains nothing: what is left are the weights the run started from
+    du.train_digits(other, du.load_digits_split(), epochs=1, lr=0.0, weight_decay=0.0, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(seeded.parameters(), other.parameters()))
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda: du.load_digits_split(test_fraction=1.5), ValueError, "test_fraction must be a number between 0 and 1, got 1.5"),
     (lambda: du.load_digits_split(seed=-1), ValueError, "seed must be at least 0, got -1"),
     (lambda: du.digits_cnn(separable="yes"), TypeError, "separable must be True or False, got 'yes'"),
     (lambda: du.digits_cnn(width=0), ValueError, "width must be positive, got 0"),
+    (lambda: du.reset_weights("model"), TypeError, "model must be a torch.nn.Module, got 'model' of type str"),
+    (lambda: du.reset_weights(nn.Linear(1, 1), seed=-2), ValueError, "seed must be at least 0, got -2"),
+    (lambda: du.reset_weights(nn.Linear(1, 1), seed=1.5), TypeError, "seed must be an integer"),
     (lambda: du.train_digits("model", None), TypeError, "model must be a torch.nn.Module"),
     (lambda: du.train_digits(nn.Linear(1, 1), None, epochs=0), ValueError, "epochs must be positive, got 0"),
     (lambda: du.train_digits(nn.Linear(1, 1), (torch.zeros(1),) * 4, track_test_accuracy="no"), TypeError,
