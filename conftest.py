@@ -1,6 +1,8 @@
 """Shared test set-up for the unit tests and the notebooks (nbval): dependency check, offline kernels."""
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib.util
 import os
 import sys
@@ -28,6 +30,11 @@ from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
 
 apply_to_this_process(threads=None)
 del sys.path[0]
+
+# At exit, the garbage collector leaves alone the objects that already exist: with PyTorch loaded, the
+# interpreter's teardown would otherwise spend seconds collecting them again and again in every pytest
+# process, and the run waits for its workers to exit.
+atexit.register(gc.freeze)
 
 from hypothesis import settings  # noqa: E402
 
