@@ -38,8 +38,11 @@ EXECUTE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["ex
 def execute_one(path: Path) -> tuple[Path, nbformat.NotebookNode | None, float, str | None]:
     """Execute one notebook as MyST-NB's cache mode would: (path, notebook or None, seconds, error)."""
     notebook = nbformat.read(path, as_version=4)
+    # "immediate": once every output is in, the kernel is stopped at once rather than asked to exit
+    # and waited for (with PyTorch loaded, its interpreter's teardown takes seconds)
     result = single_nb_execution(notebook, cwd=str(path.parent), timeout=EXECUTE["timeout"],
-                                 allow_errors=EXECUTE["allow_errors"], meta_override=True)
+                                 allow_errors=EXECUTE["allow_errors"], meta_override=True,
+                                 shutdown_kernel="immediate")
     if result.err is not None:
         return path, None, result.time, f"{type(result.err).__name__}"
     return path, result.nb, result.time, None

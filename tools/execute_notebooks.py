@@ -34,6 +34,7 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
         timeout=600,
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
+        shutdown_kernel="immediate",  # every output is in: stop the kernel, skip its slow teardown
     )
     try:
         client.execute()
