@@ -131,7 +131,9 @@ def test(args: list[str]) -> int:
 def run_pytest(args: list[str], env: dict) -> int:
     parallel = []
     if not any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
-        parallel = ["-n", "2", "--dist", "loadfile"]
+        # each file on one worker, handed out in collection order (slowest first, conftest.py), not
+        # pytest-xdist's default of the files with the most tests first
+        parallel = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
         env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run([str(PYTHON), "-m", "pytest", *parallel, *args], cwd=ROOT, env=env).returncode
 

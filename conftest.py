@@ -43,6 +43,6 @@ settings.load_profile("book")
 
 
 # The slowest files start first (tools/kernel_env.py): `book.py test` runs two workers, each taking
-# whole files in collection order (pyproject.toml keeps pytest-xdist from reordering them by size).
+# whole files in collection order (book.py keeps pytest-xdist from reordering them by size).
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: slowest_first_rank(item.fspath))  # stable: cells keep their order

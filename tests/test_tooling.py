@@ -182,14 +182,6 @@ def test_the_slowest_first_list_names_every_chapter_and_orders_them():
     assert [p.stem for p in ordered[:len(kernel_env.SLOW_FIRST)]] == kernel_env.SLOW_FIRST
 
 
-def test_pytest_keeps_the_slowest_first_order():
-    """pytest-xdist would hand out the files with the most tests first; the configuration says not to."""
-    import tomllib
-
-    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    assert "--no-loadscope-reorder" in options["addopts"].split()
-
-
 def test_config_loads_the_cache_extension():
     config = (ROOT / "_config.yml").read_text()
     assert re.search(r"local_extensions:\s*\n\s*dsc_cache: _ext", config)
@@ -323,6 +315,17 @@ def test_book_refuses_an_old_python_before_installing(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         book.ensure_environment()
     assert "Python 3.11 or newer is needed" in capsys.readouterr().err
+
+
+def test_book_test_keeps_the_slowest_first_order(monkeypatch):
+    """Two workers, whole files, in collection order: pytest-xdist would hand out the files with the
+    most tests first."""
+    book = load_book()
+    calls = []
+    monkeypatch.setattr(book.subprocess, "run", lambda args, **kwargs: calls.append(args) or
+                        type("Done", (), {"returncode": 0})())
+    assert book.run_pytest(["-q"], {}) == 0
+    assert calls[0][3:] == ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-q"]
 
 
 def test_book_names_the_cpu_settings(capsys):
