@@ -1811,8 +1811,9 @@ def reset_weights(model, seed=0) -> nn.Module:
         ValueError: a negative ``seed``.
 
     Example:
-        >>> a, b = reset_weights(digits_cnn(width=2), seed=3), reset_weights(digits_cnn(width=2), seed=3)
-        >>> all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+        >>> a = reset_weights(digits_cnn(width=2), seed=3)
+        >>> b = reset_weights(digits_cnn(width=2), seed=3)
+        >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
         True
     """
     if not isinstance(model, nn.Module):
