@@ -128,12 +128,19 @@ def test(args: list[str]) -> int:
     return run_pytest(args, env)
 
 
+# Two workers, each file on one worker, the files handed out in collection order (slowest first,
+# conftest.py) rather than pytest-xdist's default of the files with the most tests first.
+PARALLEL = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+
+
+def chooses_its_own_workers(args: list[str]) -> bool:
+    return any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args)
+
+
 def run_pytest(args: list[str], env: dict) -> int:
     parallel = []
-    if not any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
-        # each file on one worker, handed out in collection order (slowest first, conftest.py), not
-        # pytest-xdist's default of the files with the most tests first
-        parallel = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+    if not chooses_its_own_workers(args):
+        parallel = PARALLEL
         env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run([str(PYTHON), "-m", "pytest", *parallel, *args], cwd=ROOT, env=env).returncode
 
@@ -150,7 +157,7 @@ def cpu_matrix(args: list[str]) -> int:
             print(f"book.py: tests on CPU setting {setting!r}, threads {threads} "
                   f"({' '.join(f'{k}={v}' for k, v in variables.items()) or 'no cap'})", flush=True)
             start = time.perf_counter()
-            parallel = [] if any(a.startswith(("-n", "--numprocesses")) for a in args) else ["-n", "2", "--dist", "loadfile"]
+            parallel = [] if chooses_its_own_workers(args) else PARALLEL
             code = subprocess.run([str(PYTHON), "-m", "pytest", "-q", *parallel, *args], cwd=ROOT, env=env).returncode
             results.append((setting, threads, code, time.perf_counter() - start))
     print("\nbook.py: the CPU matrix")

@@ -326,6 +326,10 @@ def test_book_test_keeps_the_slowest_first_order(monkeypatch):
                         type("Done", (), {"returncode": 0})())
     assert book.run_pytest(["-q"], {}) == 0
     assert calls[0][3:] == ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-q"]
+    monkeypatch.setattr(book, "CPU_SETTINGS", {"native": {}})
+    assert book.cpu_matrix([]) == 0                           # the matrix runs the same way
+    assert [call[4:9] for call in calls[1:]] == [book.PARALLEL] * 2
+    assert book.run_pytest(["-n", "3"], {}) == 0 and calls[-1][3:] == ["-n", "3"]
 
 
 def test_book_names_the_cpu_settings(capsys):
