@@ -16,7 +16,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "_ext"))
 
 import dsc_cache  # noqa: E402
-import execute_into_cache  # noqa: E402
 import execute_notebooks  # noqa: E402
 import network_guard  # noqa: E402
 
@@ -151,6 +150,7 @@ def test_cache_is_dropped_when_dsc_utils_changes(tmp_path):
 
 
 def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capsys):
+    import execute_into_cache          # imports jupyter-cache and SQLAlchemy: only where needed
     from jupyter_cache import get_cache
 
     good, broken = tmp_path / "good.ipynb", tmp_path / "broken.ipynb"
