@@ -322,8 +322,11 @@ def test_book_test_keeps_the_slowest_first_order(monkeypatch):
     most tests first."""
     book = load_book()
     calls = []
-    monkeypatch.setattr(book.subprocess, "run", lambda args, **kwargs: calls.append(args) or
-                        type("Done", (), {"returncode": 0})())
+    def run(args, **kwargs):
+        calls.append(args)
+        return book.subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(book.subprocess, "run", run)
     assert book.run_pytest(["-q"], {}) == 0
     assert calls[0][3:] == ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-q"]
     monkeypatch.setattr(book, "CPU_SETTINGS", {"native": {}})
