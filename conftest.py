@@ -38,8 +38,60 @@ atexit.register(gc.freeze)
 
 from hypothesis import settings  # noqa: E402
 
+ZYGOTE = ROOT / "tools" / "kernel_zygote.py"
+
 settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
+
+
+# nbval's kernels are forked from one process that has already imported PyTorch and the rest
+# (tools/kernel_zygote.py, Linux only; DSC_FRESH_KERNELS=1 turns it off). The first process of a run
+# starts it; pytest-xdist's workers inherit its address. Each kernel is still a new process with the
+# notebook's folder and environment, and gets a fresh kernel whenever the zygote cannot serve it.
+def pytest_configure(config):
+    use_zygote = (sys.platform == "linux" and os.environ.get("DSC_FRESH_KERNELS") != "1"
+                  and (config.getoption("nbval", False) or config.getoption("nbval_lax", False)))
+    if not use_zygote:
+        return
+    if not hasattr(config, "workerinput"):          # the run's first process, not a worker
+        import subprocess
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="dsc-zygote-")
+        address = os.path.join(folder, "socket")
+        zygote = subprocess.Popen([sys.executable, str(ZYGOTE), "serve", address],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        config._dsc_zygote = (zygote, folder)
+        os.environ["DSC_KERNEL_ZYGOTE"] = address
+    if os.environ.get("DSC_KERNEL_ZYGOTE"):
+        import nbval.kernel
+
+        manager = nbval.kernel.NbvalKernelspecManager
+        original = manager.get_kernel_spec
+
+        def get_kernel_spec(self, kernel_name):
+            spec = original(self, kernel_name)
+            if spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
+                spec.argv = [spec.argv[0], str(ZYGOTE), "launch", *spec.argv[3:]]
+            return spec
+
+        manager.get_kernel_spec = get_kernel_spec
+
+
+def pytest_unconfigure(config):
+    zygote = getattr(config, "_dsc_zygote", None)
+    if zygote is not None:
+        import shutil
+
+        process, folder = zygote
+        process.stdin.close()                         # the zygote exits when its stdin closes
+        try:
+            process.wait(timeout=5)
+        except Exception:
+            process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("DSC_KERNEL_ZYGOTE", None)
 
 
 # The slowest files start first (tools/kernel_env.py): `book.py test` runs two workers, each taking

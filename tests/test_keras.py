@@ -3,7 +3,6 @@ operation counters run side by side. Keras runs on the PyTorch backend."""
 from __future__ import annotations
 
 import doctest
-import os
 import sys
 import types
 
@@ -13,8 +12,6 @@ import torch
 from torch import nn
 
 import dsc_utils as du
-
-os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 class _Lazy:

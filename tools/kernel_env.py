@@ -25,10 +25,11 @@ IPYTHONDIR = ROOT / "tests" / "ipython"
 # Whatever runs them two at a time (the tests' two workers, `book.py execute`, the build's first step)
 # starts them in this order, so that a long notebook started last does not leave one core idle while
 # it finishes, and the short test files fill the end.
-SLOW_FIRST = ["07_training", "09_training_cost_and_quantization", "08_decomposition_and_relatives",
-              "05b_keras_and_counters", "06_speed_memory", "test_tooling", "05_mobilenet",
-              "03_depthwise_separable_cost", "04_pytorch_layer", "02_counting_multiplications",
-              "01_convolution", "test_doctests", "test_counting", "test_keras", "test_networks"]
+SLOW_FIRST = ["07_training", "09_training_cost_and_quantization", "06_speed_memory", "test_tooling",
+              "08_decomposition_and_relatives", "05b_keras_and_counters", "05_mobilenet",
+              "test_kernel_zygote", "03_depthwise_separable_cost", "test_doctests", "04_pytorch_layer",
+              "01_convolution", "test_counting", "02_counting_multiplications", "test_networks",
+              "test_keras"]
 
 
 def slowest_first_rank(path) -> int:

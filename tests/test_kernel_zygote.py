@@ -1,0 +1,125 @@
+"""Tests of tools/kernel_zygote.py: nbval's kernels forked from a process that has already imported
+PyTorch are the kernels a fresh start would give, and fall back to a fresh start when they cannot be."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from jupyter_client import KernelManager
+
+ROOT = Path(__file__).resolve().parent.parent
+ZYGOTE = os.environ.get("DSC_KERNEL_ZYGOTE")
+pytestmark = pytest.mark.skipif(
+    not ZYGOTE, reason="no zygote in this run (not Linux, DSC_FRESH_KERNELS=1, or no --nbval)")
+
+# what a kernel reports about itself; the per-kernel variables (JPY_*) and the streams' are left out
+PROBE = """
+import os, random, signal, sys
+print(sys.argv[0])
+print(sys.path)
+print(os.getcwd())
+print(sorted((k, v) for k, v in os.environ.items() if not k.startswith(("JPY_", "PYTEST_"))))
+print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGCHLD))
+print(__name__, sys.modules["__main__"].__class__.__name__)
+import matplotlib.pyplot as plt
+print(plt.get_backend())
+"""
+
+
+def start(argv, cwd, **variables):
+    manager = KernelManager()
+    manager.kernel_spec.argv = argv
+    env = {**os.environ, **variables}
+    manager.start_kernel(cwd=str(cwd), env=env)
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    return manager, client
+
+
+def run(client, source, timeout=60):
+    """stdout of a cell; an error is raised as an AssertionError naming it."""
+    lines = []
+
+    def hook(message):
+        if message["msg_type"] == "stream" and message["content"]["name"] == "stdout":
+            lines.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            lines.append(f"ERROR {message['content']['ename']}")
+
+    client.execute_interactive(source, output_hook=hook, timeout=timeout)
+    return "".join(lines)
+
+
+def stop(manager, client):
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+
+
+FRESH = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+FORKED = [sys.executable, str(ROOT / "tools" / "kernel_zygote.py"), "launch",
+          "-f", "{connection_file}"]
+
+
+def test_a_forked_kernel_is_the_kernel_a_fresh_start_gives(tmp_path):
+    reports = {}
+    for name, argv in (("fresh", FRESH), ("forked", FORKED)):
+        manager, client = start(argv, tmp_path)
+        try:
+            preloaded, pid = run(client, "import os, sys\nprint('torch' in sys.modules, "
+                                         "os.getpid())").split()
+            reports[name] = run(client, PROBE)
+            launched = manager.provisioner.process.pid
+        finally:
+            stop(manager, client)
+        # forked: PyTorch is there before any import, and the kernel is not the process launched
+        expected = ("True", False) if name == "forked" else ("False", True)
+        assert (preloaded, int(pid) == launched) == expected
+    assert "ERROR" not in reports["fresh"]
+    assert reports["forked"] == reports["fresh"]
+
+
+def test_a_forked_kernel_is_offline_and_interruptible(tmp_path):
+    manager, client = start(FORKED, tmp_path)
+    try:
+        assert run(client, "import sys\nprint('torch' in sys.modules)") == "True\n"
+        audit = "import sys\nsys.audit('socket.getaddrinfo', 'example.com', 80, 0, 0, 0)"
+        assert run(client, audit) == "ERROR NetworkAccessError"
+        message_id = client.execute("import time\ntime.sleep(60)")
+        time.sleep(1)
+        manager.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=20)
+        assert reply["parent_header"]["msg_id"] == message_id
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        pid = int(run(client, "import os\nprint(os.getpid())"))
+    finally:
+        stop(manager, client)
+    # killing its launcher (what shutdown_kernel(now=True) does) ends the forked kernel too
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the forked kernel {pid} outlived its launcher")
+
+
+def test_a_different_environment_gets_a_fresh_kernel(tmp_path):
+    # the hash seed acts when the interpreter starts: the zygote, started with another, refuses
+    manager, client = start(FORKED, tmp_path, PYTHONHASHSEED="7")
+    try:
+        report = run(client, "import sys\nprint('torch' in sys.modules, hash('book'))")
+    finally:
+        stop(manager, client)
+    seeded = subprocess.run([sys.executable, "-c", "print(hash('book'))"], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONHASHSEED": "7"}, check=True)
+    assert report == f"False {seeded.stdout}"

@@ -1,0 +1,207 @@
+"""Notebook kernels forked from a process that has already imported the heavy libraries (Linux only).
+
+Every notebook of the book imports PyTorch, and most also load ``torch._dynamo`` (through the
+optimizers) and scikit-learn: 3 to 8 s of imports per kernel on the reference machine, paid again by
+each of the ten notebooks that nbval runs. A *zygote* pays them once. It imports ipykernel, PyTorch and the rest, waits on a Unix
+socket, and forks one child per kernel request; the child becomes an ordinary ipykernel kernel.
+
+    python tools/kernel_zygote.py serve SOCKET     # the zygote (conftest.py starts it for nbval)
+    python tools/kernel_zygote.py launch -f FILE   # a kernelspec's command: a kernel, forked if possible
+
+``launch`` is what the Jupyter kernel manager starts. It hands its standard streams and the request
+(arguments, working folder, environment) to the zygote and stays alive as long as the forked kernel
+does, forwarding the signals it receives (an interrupt is SIGINT). If it is killed, the kernel exits
+with it. When there is no zygote, or the zygote refuses because the kernel's environment differs
+from its own (the hash seed, the thread counts and the instruction-set caps of ATen, oneDNN and MKL
+act when the libraries load), ``launch`` replaces itself with the usual ``python -m
+ipykernel_launcher``: the result is the same kernel either way, only its start-up is faster when
+forked. tests/test_kernel_zygote.py compares the two.
+
+The zygote imports libraries but runs no computation before it forks: it has one thread, and PyTorch
+has not yet picked its kernels or started a thread pool. ``book.py execute`` and the build always
+start fresh kernels, so the committed outputs never depend on this shortcut.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+SOCKET_VARIABLE = "DSC_KERNEL_ZYGOTE"       # the zygote's socket path, for `launch`
+# Libraries read some variables when they are imported (the hash seed, thread counts, instruction-set
+# caps, matplotlib's backend and folders), so the zygote serves only a kernel whose environment equals
+# its own, except for: the variables that the kernel manager and pytest set per kernel or per test;
+# the terminal's size; Keras's (Keras is not preloaded); and three that PyTorch sets in a process
+# that uses its compiler, which reach the kernels of a test run once some test has done so
+# (KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK configure Intel's OpenMP, which PyTorch's Linux build
+# does not use; TORCHINDUCTOR_CACHE_DIR is its compiler's cache, at its default place).
+PER_KERNEL_PREFIXES = ("JPY_", "PYTEST_", "KERAS_", "KMP_", "TORCHINDUCTOR_")
+PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES"}
+PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_counter",
+           "matplotlib", "prettytable", "sklearn.datasets", "dsc_utils"]
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def pinned(env: dict) -> dict:
+    return {k: v for k, v in env.items()
+            if not (k.startswith(PER_KERNEL_PREFIXES) or k in PER_KERNEL)}
+
+
+# ----------------------------------------------------------------------------------------------
+# The zygote
+# ----------------------------------------------------------------------------------------------
+
+def serve(path: str) -> None:
+    """Import the libraries, then fork a kernel for every request on ``path`` until stdin closes."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)             # requests wait in the backlog while the imports run
+    own = pinned(os.environ)
+    # what a kernel started by ipykernel_launcher has when it imports matplotlib: the inline backend,
+    # set by ipykernel unless MPLBACKEND names another; and no entry for the launcher's folder on
+    # sys.path (this file's folder here)
+    if not os.environ.get("MPLBACKEND"):
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    del sys.path[0]
+    for module in PRELOAD:
+        try:
+            __import__(module)
+        except ImportError:        # a missing optional library is imported, or not, by the kernel
+            pass
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # the kernels are reaped automatically
+    while True:
+        ready, _, _ = select.select([listener, 0], [], [])
+        if 0 in ready and not os.read(0, 1):
+            return                 # the process that started the zygote has gone
+        if listener not in ready:
+            continue
+        connection, _ = listener.accept()
+        fds = []
+        try:
+            message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 5)
+            while chunk := connection.recv(1 << 16):    # the rest of the request, up to its end
+                message += chunk
+            for fd in fds:
+                os.set_inheritable(fd, False)
+            request = json.loads(message)
+            if len(fds) != 5 or pinned(request["env"]) != own:
+                differing = sorted(set(pinned(request["env"]).items()) ^ set(own.items()))
+                reply = {"refused": f"{len(fds)} streams, differing variables {differing[:4]}"}
+            else:
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    connection.close()
+                    become_kernel(request, fds)         # never returns
+                reply = {"pid": pid}
+            connection.sendall(json.dumps(reply).encode())
+        except (OSError, ValueError, KeyError, TypeError):
+            pass                   # a broken request: its launcher starts a fresh kernel
+        finally:
+            for fd in fds:
+                os.close(fd)
+            connection.close()
+
+
+def become_kernel(request: dict, fds: list[int]) -> None:
+    """In the forked child: take over the launcher's streams, folder and environment, run ipykernel."""
+    stdin, stdout, stderr, launcher_alive, kernel_alive = fds
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = request["argv"]
+        import random
+        random.seed()              # a fresh process draws a fresh seed; so does this one
+
+        # the kernel exits when its launcher dies (killed by the kernel manager, for example);
+        # kernel_alive stays open in this process only, so the launcher sees it close when we exit
+        import threading
+
+        def exit_with_launcher():
+            os.read(launcher_alive, 1)
+            os._exit(1)
+
+        threading.Thread(target=exit_with_launcher, daemon=True).start()
+        from ipykernel import kernelapp
+
+        # ipykernel reads these two from the environment when it is imported, which the zygote did
+        # before they were set: pass them as a fresh kernel would have them
+        kernelapp.IPKernelApp.launch_instance(
+            parent_handle=int(os.environ.get("JPY_PARENT_PID") or 0),
+            interrupt=int(os.environ.get("JPY_INTERRUPT_EVENT") or 0))
+    finally:
+        os._exit(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The launcher
+# ----------------------------------------------------------------------------------------------
+
+def _fresh_kernel(arguments: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *arguments])
+
+
+def launch(arguments: list[str]) -> None:
+    """Ask the zygote for a kernel; without one, exec the usual ipykernel launcher."""
+    path = os.environ.get(SOCKET_VARIABLE)
+    if not path or sys.platform != "linux":
+        _fresh_kernel(arguments)
+    launcher_read, launcher_write = os.pipe()    # launcher_write stays open until this launcher dies
+    kernel_read, kernel_write = os.pipe()        # closes when the kernel dies
+    request = {"argv": [_launcher_file(), *arguments], "cwd": os.getcwd(), "env": dict(os.environ)}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(path)
+            socket.send_fds(connection, [json.dumps(request).encode()],
+                            [0, 1, 2, launcher_read, kernel_write])
+            connection.shutdown(socket.SHUT_WR)
+            reply = json.loads(connection.recv(1 << 16) or b"{}")
+    except (OSError, ValueError):
+        reply = {}
+    os.close(launcher_read)
+    os.close(kernel_write)
+    if "pid" not in reply:
+        print(f"kernel_zygote: a fresh kernel ({reply.get('refused', 'no zygote')})",
+              file=sys.stderr, flush=True)
+        _fresh_kernel(arguments)
+    pid = reply["pid"]
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    while True:
+        try:
+            if not os.read(kernel_read, 1):
+                break
+        except InterruptedError:
+            continue
+    os._exit(0)
+
+
+def _launcher_file() -> str:
+    # sys.argv[0] of a kernel started with `python -m ipykernel_launcher`, without importing it
+    import importlib.util
+    return importlib.util.find_spec("ipykernel_launcher").origin
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"] and len(sys.argv) == 3:
+        serve(sys.argv[2])
+    elif sys.argv[1:2] == ["launch"]:
+        launch(sys.argv[2:])
+    else:
+        sys.exit(__doc__.split("\n\n")[2])
