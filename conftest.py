@@ -26,6 +26,7 @@ if _missing:
 # `book.py execute` and `book.py build`): the network guard of tests/ipython, a fixed hash seed. The
 # thread count is left as the caller set it: the outputs are the same at any thread count.
 sys.path.insert(0, str(ROOT / "tools"))
+import kernel_zygote  # noqa: E402  (standard library only)
 from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
 
 apply_to_this_process(threads=None)
@@ -38,7 +39,6 @@ atexit.register(gc.freeze)
 
 from hypothesis import settings  # noqa: E402
 
-ZYGOTE = ROOT / "tools" / "kernel_zygote.py"
 
 settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
@@ -49,22 +49,11 @@ settings.load_profile("book")
 # starts it; pytest-xdist's workers inherit its address. Each kernel is still a new process with the
 # notebook's folder and environment, and gets a fresh kernel whenever the zygote cannot serve it.
 def pytest_configure(config):
-    use_zygote = (sys.platform == "linux" and os.environ.get("DSC_FRESH_KERNELS") != "1"
-                  and (config.getoption("nbval", False) or config.getoption("nbval_lax", False)))
-    if not use_zygote:
+    if not (config.getoption("nbval", False) or config.getoption("nbval_lax", False)):
         return
     if not hasattr(config, "workerinput"):          # the run's first process, not a worker
-        import subprocess
-        import tempfile
-
-        folder = tempfile.mkdtemp(prefix="dsc-zygote-")
-        address = os.path.join(folder, "socket")
-        zygote = subprocess.Popen([sys.executable, str(ZYGOTE), "serve", address],
-                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        config._dsc_zygote = (zygote, folder)
-        os.environ["DSC_KERNEL_ZYGOTE"] = address
-    if os.environ.get("DSC_KERNEL_ZYGOTE"):
+        config._dsc_zygote = kernel_zygote.start()
+    if os.environ.get(kernel_zygote.SOCKET_VARIABLE):
         import nbval.kernel
 
         manager = nbval.kernel.NbvalKernelspecManager
@@ -73,25 +62,15 @@ def pytest_configure(config):
         def get_kernel_spec(self, kernel_name):
             spec = original(self, kernel_name)
             if spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
-                spec.argv = [spec.argv[0], str(ZYGOTE), "launch", *spec.argv[3:]]
+                spec.argv = [*kernel_zygote.LAUNCH[:3], *spec.argv[3:]]
             return spec
 
         manager.get_kernel_spec = get_kernel_spec
 
 
 def pytest_unconfigure(config):
-    zygote = getattr(config, "_dsc_zygote", None)
-    if zygote is not None:
-        import shutil
-
-        process, folder = zygote
-        process.stdin.close()                         # the zygote exits when its stdin closes
-        try:
-            process.wait(timeout=5)
-        except Exception:
-            process.kill()
-        shutil.rmtree(folder, ignore_errors=True)
-        os.environ.pop("DSC_KERNEL_ZYGOTE", None)
+    if hasattr(config, "_dsc_zygote"):
+        kernel_zygote.stop(config._dsc_zygote)
 
 
 # The slowest files start first (tools/kernel_env.py): `book.py test` runs two workers, each taking

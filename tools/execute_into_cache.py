@@ -5,7 +5,9 @@ Sphinx reads the pages. This step runs before it: it executes the notebooks miss
 two at a time (one per core of the machine the book targets) with the function MyST-NB itself uses
 (jupyter-cache's ``single_nb_execution``, the same working folder, timeout and error settings) and
 stores them the way MyST-NB does, so the build then finds every notebook cached. The kernels run
-in the environment ``book.py build`` gives them (tools/kernel_env.py), like MyST-NB's would.
+in the environment ``book.py build`` gives them (tools/kernel_env.py), like MyST-NB's would; on Linux
+they are forked from a process that has imported PyTorch once (tools/kernel_zygote.py), as the
+tests' kernels are.
 
 A notebook that fails is not stored: the build then executes it itself and fails, reporting the
 notebook, the cell and the traceback as usual. The cache is emptied first when dsc_utils.py or the
@@ -13,6 +15,7 @@ pinned requirements changed (_ext/dsc_cache.py), exactly as the build would empt
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +24,7 @@ from pathlib import Path
 import nbformat
 import yaml
 from jupyter_cache import get_cache
+from jupyter_client import KernelManager
 from jupyter_cache.base import CacheBundleIn
 from jupyter_cache.executors.utils import single_nb_execution
 
@@ -30,6 +34,7 @@ sys.path.insert(0, str(ROOT / "_ext"))
 from dsc_cache import drop_stale_cache  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
+import kernel_zygote  # noqa: E402
 from kernel_env import slowest_first_rank  # noqa: E402
 
 EXECUTE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["execute"]
@@ -38,11 +43,20 @@ EXECUTE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["ex
 def execute_one(path: Path) -> tuple[Path, nbformat.NotebookNode | None, float, str | None]:
     """Execute one notebook as MyST-NB's cache mode would: (path, notebook or None, seconds, error)."""
     notebook = nbformat.read(path, as_version=4)
+    # the notebook's own kernel (python3), forked from this step's zygote if it runs one
+    manager = KernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"))
+    if os.environ.get(kernel_zygote.SOCKET_VARIABLE) and manager.kernel_spec.argv[1:3] == [
+            "-m", "ipykernel_launcher"]:
+        manager.kernel_spec.argv = [*kernel_zygote.LAUNCH[:3], *manager.kernel_spec.argv[3:]]
     # "immediate": once every output is in, the kernel is stopped at once rather than asked to exit
     # and waited for (with PyTorch loaded, its interpreter's teardown takes seconds)
-    result = single_nb_execution(notebook, cwd=str(path.parent), timeout=EXECUTE["timeout"],
-                                 allow_errors=EXECUTE["allow_errors"], meta_override=True,
-                                 shutdown_kernel="immediate")
+    try:
+        result = single_nb_execution(notebook, cwd=str(path.parent), timeout=EXECUTE["timeout"],
+                                     allow_errors=EXECUTE["allow_errors"], meta_override=True,
+                                     shutdown_kernel="immediate", km=manager)
+    finally:                           # nbclient stops only the kernels whose manager it made
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
     if result.err is not None:
         return path, None, result.time, f"{type(result.err).__name__}"
     return path, result.nb, result.time, None
@@ -62,6 +76,7 @@ def main(paths: list[Path], cache_path: Path = CACHE) -> int:
     start = time.perf_counter()
     print(f"execute_into_cache: executing {len(missing)} notebook(s), two at a time", flush=True)
     missing.sort(key=slowest_first_rank)
+    zygote = kernel_zygote.start()    # kernels forked from one process that imported PyTorch once
     with ProcessPoolExecutor(max_workers=min(2, len(missing))) as pool:
         for path, notebook, seconds, error in pool.map(execute_one, missing):
             name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
@@ -73,6 +88,7 @@ def main(paths: list[Path], cache_path: Path = CACHE) -> int:
                                                       data={"execution_seconds": seconds}),
                                         check_validity=False, overwrite=True)
             print(f"execute_into_cache: {name} executed in {seconds:.1f} s", flush=True)
+    kernel_zygote.stop(zygote)
     print(f"execute_into_cache: done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

@@ -5,8 +5,11 @@ optimizers) and scikit-learn: 3 to 8 s of imports per kernel on the reference ma
 each of the ten notebooks that nbval runs. A *zygote* pays them once. It imports ipykernel, PyTorch and the rest, waits on a Unix
 socket, and forks one child per kernel request; the child becomes an ordinary ipykernel kernel.
 
-    python tools/kernel_zygote.py serve SOCKET     # the zygote (conftest.py starts it for nbval)
+    python tools/kernel_zygote.py serve SOCKET     # the zygote (see start() below)
     python tools/kernel_zygote.py launch -f FILE   # a kernelspec's command: a kernel, forked if possible
+
+Two places start a zygote with ``start()`` and give their kernels ``LAUNCH`` as the command: conftest.py
+for nbval's kernels, and tools/execute_into_cache.py for the build's first step.
 
 ``launch`` is what the Jupyter kernel manager starts. It hands its standard streams and the request
 (arguments, working folder, environment) to the zygote and stays alive as long as the forked kernel
@@ -18,8 +21,9 @@ ipykernel_launcher``: the result is the same kernel either way, only its start-u
 forked. tests/test_kernel_zygote.py compares the two.
 
 The zygote imports libraries but runs no computation before it forks: it has one thread, and PyTorch
-has not yet picked its kernels or started a thread pool. ``book.py execute`` and the build always
-start fresh kernels, so the committed outputs never depend on this shortcut.
+has not yet picked its kernels or started a thread pool. ``book.py execute`` always starts fresh
+kernels, so the committed outputs never depend on this shortcut, and the tests compare every forked
+kernel's outputs with them.
 """
 from __future__ import annotations
 
@@ -43,6 +47,45 @@ PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES"}
 PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_counter",
            "matplotlib", "prettytable", "sklearn.datasets", "dsc_utils"]
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+LAUNCH = [sys.executable, os.path.abspath(__file__), "launch", "-f", "{connection_file}"]
+
+
+def start():
+    """Start a zygote for this process and the processes it starts (Linux only; None elsewhere, if
+    DSC_FRESH_KERNELS=1, or if a zygote started by a parent process is already there to serve).
+    Its address goes into os.environ. Returns what ``stop`` needs."""
+    if (sys.platform != "linux" or os.environ.get("DSC_FRESH_KERNELS") == "1"
+            or os.environ.get(SOCKET_VARIABLE)):
+        return None
+    import subprocess
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="dsc-zygote-")
+    address = os.path.join(folder, "socket")
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", address],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    os.environ[SOCKET_VARIABLE] = address
+    return process, folder
+
+
+def stop(started) -> None:
+    """Stop a zygote that ``start`` returned (its kernels are not affected)."""
+    if started is None:
+        return
+    import shutil
+    import subprocess
+
+    process, folder = started
+    process.stdin.close()                  # the zygote exits when its stdin closes
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    shutil.rmtree(folder, ignore_errors=True)
+    os.environ.pop(SOCKET_VARIABLE, None)
 
 
 def pinned(env: dict) -> dict:
