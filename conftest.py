@@ -39,7 +39,6 @@ atexit.register(gc.freeze)
 
 from hypothesis import settings  # noqa: E402
 
-
 settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
 
