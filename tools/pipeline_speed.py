@@ -26,10 +26,12 @@ def timed(command: list[str], clean: bool) -> float:
     if clean:
         shutil.rmtree(ROOT / "_build", ignore_errors=True)
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command[1:])} failed (exit {result.returncode}); run it alone to see why")
+    if result.returncode != 0:  # its output, kept in memory so that the timing writes no file
+        print(result.stdout[-20000:], file=sys.stderr)
+        sys.exit(f"{' '.join(command[1:])} failed (exit {result.returncode}): its output is above")
     return elapsed
 
 
