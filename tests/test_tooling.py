@@ -287,9 +287,11 @@ def test_execute_runs_kernels_as_the_tests_do(tmp_path):
                          "print(os.environ['PYTHONHASHSEED'], os.environ['OMP_NUM_THREADS'])\n"
                          "try:\n    socket.getaddrinfo('example.org', 443)\n    print('reached')\n"
                          "except Exception as error:\n    print(type(error).__name__)")
+    before = dict(os.environ)
     assert execute_notebooks.main([str(path)]) == 0
     text = nbformat.read(path, as_version=4).cells[0].outputs[0].text
     assert text == "0 1\nNetworkAccessError\n"
+    assert dict(os.environ) == before      # the caller's environment is given back
 
 
 def test_the_tests_kernels_share_that_environment():

@@ -8,6 +8,7 @@ Notebooks run two at a time (one per core of the machine the book targets).
 """
 from __future__ import annotations
 
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -63,16 +64,22 @@ def main(args: list[str]) -> int:
     if missing:
         print(f"execute: not a notebook: {', '.join(str(p) for p in missing)}", file=sys.stderr)
         return 2
+    saved = dict(os.environ)  # given back at the end: a caller's later kernels keep their own
     apply_to_this_process(threads="1")  # the worker processes and their kernels inherit it
     failures = 0
-    with ProcessPoolExecutor(max_workers=min(2, len(paths))) as pool:
-        for path, problem in pool.map(execute_one, sorted(paths, key=slowest_first_rank)):
-            name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-            if problem is None:
-                print(f"executed  {name}", flush=True)
-            else:
-                failures += 1
-                print(f"FAILED    {name}: {problem}\n(the file was left untouched)", file=sys.stderr, flush=True)
+    try:
+        with ProcessPoolExecutor(max_workers=min(2, len(paths))) as pool:
+            for path, problem in pool.map(execute_one, sorted(paths, key=slowest_first_rank)):
+                name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                if problem is None:
+                    print(f"executed  {name}", flush=True)
+                else:
+                    failures += 1
+                    print(f"FAILED    {name}: {problem}\n(the file was left untouched)",
+                          file=sys.stderr, flush=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return 1 if failures else 0
 
 
