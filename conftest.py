@@ -60,8 +60,7 @@ def pytest_configure(config):
 
         def get_kernel_spec(self, kernel_name):
             spec = original(self, kernel_name)
-            if spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
-                spec.argv = [*kernel_zygote.LAUNCH[:3], *spec.argv[3:]]
+            spec.argv = kernel_zygote.launcher_argv(spec.argv)
             return spec
 
         manager.get_kernel_spec = get_kernel_spec

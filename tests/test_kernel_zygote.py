@@ -66,6 +66,19 @@ FORKED = [sys.executable, str(ROOT / "tools" / "kernel_zygote.py"), "launch",
           "-f", "{connection_file}"]
 
 
+def test_the_kernelspecs_get_the_launcher_only_while_a_zygote_serves(monkeypatch):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import kernel_zygote
+    finally:
+        del sys.path[0]
+    assert kernel_zygote.launcher_argv(FRESH) == FORKED
+    other = ["/usr/bin/R", "--slave", "-f", "{connection_file}"]
+    assert kernel_zygote.launcher_argv(other) == other
+    monkeypatch.delenv("DSC_KERNEL_ZYGOTE")
+    assert kernel_zygote.launcher_argv(FRESH) == FRESH
+
+
 def test_a_forked_kernel_is_the_kernel_a_fresh_start_gives(tmp_path):
     reports = {}
     for name, argv in (("fresh", FRESH), ("forked", FORKED)):

@@ -15,7 +15,6 @@ pinned requirements changed (_ext/dsc_cache.py), exactly as the build would empt
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -45,9 +44,7 @@ def execute_one(path: Path) -> tuple[Path, nbformat.NotebookNode | None, float, 
     notebook = nbformat.read(path, as_version=4)
     # the notebook's own kernel (python3), forked from this step's zygote if it runs one
     manager = KernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"))
-    if os.environ.get(kernel_zygote.SOCKET_VARIABLE) and manager.kernel_spec.argv[1:3] == [
-            "-m", "ipykernel_launcher"]:
-        manager.kernel_spec.argv = [*kernel_zygote.LAUNCH[:3], *manager.kernel_spec.argv[3:]]
+    manager.kernel_spec.argv = kernel_zygote.launcher_argv(manager.kernel_spec.argv)
     # "immediate": once every output is in, the kernel is stopped at once rather than asked to exit
     # and waited for (with PyTorch loaded, its interpreter's teardown takes seconds)
     try:
@@ -77,18 +74,21 @@ def main(paths: list[Path], cache_path: Path = CACHE) -> int:
     print(f"execute_into_cache: executing {len(missing)} notebook(s), two at a time", flush=True)
     missing.sort(key=slowest_first_rank)
     zygote = kernel_zygote.start()    # kernels forked from one process that imported PyTorch once
-    with ProcessPoolExecutor(max_workers=min(2, len(missing))) as pool:
-        for path, notebook, seconds, error in pool.map(execute_one, missing):
-            name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-            if notebook is None:  # the build re-executes it and reports the failing cell
-                print(f"execute_into_cache: {name} failed ({error}); the build reports it", flush=True)
-                continue
-            record = cache.add_nb_to_project(str(path))
-            cache.cache_notebook_bundle(CacheBundleIn(notebook, record.uri,
-                                                      data={"execution_seconds": seconds}),
-                                        check_validity=False, overwrite=True)
-            print(f"execute_into_cache: {name} executed in {seconds:.1f} s", flush=True)
-    kernel_zygote.stop(zygote)
+    try:
+        with ProcessPoolExecutor(max_workers=min(2, len(missing))) as pool:
+            for path, notebook, seconds, error in pool.map(execute_one, missing):
+                name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                if notebook is None:  # the build re-executes it and reports the failing cell
+                    print(f"execute_into_cache: {name} failed ({error}); the build reports it",
+                          flush=True)
+                    continue
+                record = cache.add_nb_to_project(str(path))
+                cache.cache_notebook_bundle(CacheBundleIn(notebook, record.uri,
+                                                          data={"execution_seconds": seconds}),
+                                            check_validity=False, overwrite=True)
+                print(f"execute_into_cache: {name} executed in {seconds:.1f} s", flush=True)
+    finally:
+        kernel_zygote.stop(zygote)
     print(f"execute_into_cache: done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

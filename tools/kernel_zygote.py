@@ -8,8 +8,8 @@ socket, and forks one child per kernel request; the child becomes an ordinary ip
     python tools/kernel_zygote.py serve SOCKET     # the zygote (see start() below)
     python tools/kernel_zygote.py launch -f FILE   # a kernelspec's command: a kernel, forked if possible
 
-Two places start a zygote with ``start()`` and give their kernels ``LAUNCH`` as the command: conftest.py
-for nbval's kernels, and tools/execute_into_cache.py for the build's first step.
+Two places start a zygote with ``start()`` and give their kernels the command ``launcher_argv()``
+returns: conftest.py for nbval's kernels, and tools/execute_into_cache.py for the build's first step.
 
 ``launch`` is what the Jupyter kernel manager starts. It hands its standard streams and the request
 (arguments, working folder, environment) to the zygote and stays alive as long as the forked kernel
@@ -49,7 +49,12 @@ PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_co
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-LAUNCH = [sys.executable, os.path.abspath(__file__), "launch", "-f", "{connection_file}"]
+def launcher_argv(argv: list[str]) -> list[str]:
+    """A kernelspec's command with this file's launcher in place of ``python -m ipykernel_launcher``,
+    while a zygote is there to serve; otherwise (or for any other kernel) ``argv`` unchanged."""
+    if os.environ.get(SOCKET_VARIABLE) and argv[1:3] == ["-m", "ipykernel_launcher"]:
+        return [argv[0], os.path.abspath(__file__), "launch", *argv[3:]]
+    return argv
 
 
 def start():
