@@ -26,8 +26,12 @@ print(os.getcwd())
 print(sorted((k, v) for k, v in os.environ.items() if not k.startswith(("JPY_", "PYTEST_"))))
 print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGCHLD))
 print(__name__, sys.modules["__main__"].__class__.__name__)
-import matplotlib.pyplot as plt
-print(plt.get_backend())
+import matplotlib, matplotlib.pyplot as plt
+print(plt.get_backend(), sorted(matplotlib.rcParams.items()))
+print(sorted(m for m in sys.modules if m.startswith(("matplotlib_inline", "IPython.core.pylab"))))
+plt.close(plt.figure())                      # the inline backend is activated by the first figure
+print([f.__name__ for f in get_ipython().events.callbacks["post_execute"]])
+print(sorted(m for m in sys.modules if m.startswith(("matplotlib_inline", "IPython.core.pylab"))))
 """
 
 

@@ -45,7 +45,7 @@ SOCKET_VARIABLE = "DSC_KERNEL_ZYGOTE"       # the zygote's socket path, for `lau
 PER_KERNEL_PREFIXES = ("JPY_", "PYTEST_", "KERAS_", "KMP_", "TORCHINDUCTOR_")
 PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES"}
 PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_counter",
-           "matplotlib", "prettytable", "sklearn.datasets", "dsc_utils"]
+           "matplotlib", "matplotlib.pyplot", "prettytable", "sklearn.datasets", "dsc_utils"]
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -123,7 +123,9 @@ def serve(path: str) -> None:
     while True:
         ready, _, _ = select.select([listener, 0], [], [])
         if 0 in ready and not os.read(0, 1):
-            return                 # the process that started the zygote has gone
+            # the process that started the zygote has gone; nothing here needs cleaning up, and an
+            # orderly interpreter shutdown with PyTorch and its companions loaded takes seconds
+            os._exit(0)
         if listener not in ready:
             continue
         connection, _ = listener.accept()
