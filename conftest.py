@@ -52,6 +52,10 @@ def pytest_configure(config):
         return
     if not hasattr(config, "workerinput"):          # the run's first process, not a worker
         config._dsc_zygote = kernel_zygote.start()
+        # pytest-xdist's workers too are forked from it: they import PyTorch and the rest as well
+        tx = getattr(config.option, "tx", None)
+        if tx:
+            config.option.tx = [kernel_zygote.worker_spec(spec) for spec in tx]
     if os.environ.get(kernel_zygote.SOCKET_VARIABLE):
         import nbval.kernel
 

@@ -80,11 +80,14 @@ def write_notebook(path: Path, *sources: str) -> str:
 
 def test_execute_writes_outputs_in_place(tmp_path):
     path = tmp_path / "good.ipynb"
-    write_notebook(path, "import dsc_utils\nprint(dsc_utils.conv_output_size(228, 5, stride=2))", "6 * 7")
+    # the kernel finds the book's dsc_utils from a notebook elsewhere (found, not imported: an import
+    # would spend two seconds on PyTorch, and the notebooks' own tests import it anyway)
+    find = "import importlib.util, pathlib\nprint(pathlib.Path(importlib.util.find_spec('dsc_utils').origin).resolve())"
+    write_notebook(path, find, "6 * 7")
     assert execute_notebooks.main([str(path)]) == 0
     cells = nbformat.read(path, as_version=4).cells
     assert [c.execution_count for c in cells] == [1, 2]
-    assert cells[0].outputs[0].text == "112\n"
+    assert cells[0].outputs[0].text == f"{ROOT / 'dsc_utils.py'}\n"
     assert cells[1].outputs[0].data["text/plain"] == "42"
 
 

@@ -7,6 +7,13 @@ socket, and forks one child per kernel request; the child becomes an ordinary ip
 
     python tools/kernel_zygote.py serve SOCKET     # the zygote (see start() below)
     python tools/kernel_zygote.py launch -f FILE   # a kernelspec's command: a kernel, forked if possible
+    python tools/kernel_zygote.py python -u -c CODE   # a Python process, forked if possible
+
+The third form is how conftest.py starts pytest-xdist's workers (``worker_spec``): they import the
+same libraries for the unit tests, and forked from the zygote they skip that too. Only the form
+``python [-u] [-B] -c CODE [ARG...]`` is served (xdist's); the child gets a fresh ``__main__``, the
+arguments, ``sys.path`` and streams that ``python`` would give it, and its exit status goes back
+through the launcher.
 
 Two places start a zygote with ``start()`` and give their kernels the command ``launcher_argv()``
 returns: conftest.py for nbval's kernels, and tools/execute_into_cache.py for the build's first step.
@@ -27,6 +34,7 @@ kernel's outputs with them.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -55,6 +63,15 @@ def launcher_argv(argv: list[str]) -> list[str]:
     if os.environ.get(SOCKET_VARIABLE) and argv[1:3] == ["-m", "ipykernel_launcher"]:
         return [argv[0], os.path.abspath(__file__), "launch", *argv[3:]]
     return argv
+
+
+def worker_spec(spec: str) -> str:
+    """A pytest-xdist ``--tx`` spec whose Python is this file's launcher (``python`` mode), for a
+    local worker while a zygote is there to serve; otherwise ``spec`` unchanged."""
+    if os.environ.get(SOCKET_VARIABLE) and spec == "popen":
+        import shlex
+        return f"popen//python={shlex.join([sys.executable, os.path.abspath(__file__), 'python'])}"
+    return spec
 
 
 def start():
@@ -114,11 +131,16 @@ def serve(path: str) -> None:
     if not os.environ.get("MPLBACKEND"):
         os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     del sys.path[0]
+    # the imports create some 400,000 objects: collecting garbage while they run costs a quarter of
+    # their time, and every full collection in a child would walk them all again (0.4 s each on the
+    # reference machine); so no collection here, and the children never walk what is here at the fork
+    gc.disable()
     for module in PRELOAD:
         try:
             __import__(module)
         except ImportError:        # a missing optional library is imported, or not, by the kernel
             pass
+    gc.freeze()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # the kernels are reaped automatically
     while True:
         ready, _, _ = select.select([listener, 0], [], [])
@@ -145,7 +167,8 @@ def serve(path: str) -> None:
                 if pid == 0:
                     listener.close()
                     connection.close()
-                    become_kernel(request, fds)         # never returns
+                    become = become_python if request.get("kind") == "python" else become_kernel
+                    become(request, fds)                # never returns
                 reply = {"pid": pid}
             connection.sendall(json.dumps(reply).encode())
         except (OSError, ValueError, KeyError, TypeError):
@@ -156,31 +179,39 @@ def serve(path: str) -> None:
             connection.close()
 
 
+def take_over(request: dict, fds: list[int]) -> int:
+    """In the forked child: take the launcher's streams, folder and environment. Returns the pipe to
+    write the exit status to."""
+    stdin, stdout, stderr, launcher_alive, kernel_alive = fds
+    gc.enable()                # as in a fresh process; the zygote's objects stay frozen
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = request["argv"]
+    import random
+    random.seed()              # a fresh process draws a fresh seed; so does this one
+
+    # the child exits when its launcher dies (killed by the kernel manager, for example);
+    # kernel_alive stays open in this process only, so the launcher sees it close when we exit
+    import threading
+
+    def exit_with_launcher():
+        os.read(launcher_alive, 1)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_launcher, daemon=True).start()
+    return kernel_alive
+
+
 def become_kernel(request: dict, fds: list[int]) -> None:
     """In the forked child: take over the launcher's streams, folder and environment, run ipykernel."""
-    stdin, stdout, stderr, launcher_alive, kernel_alive = fds
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = request["argv"]
-        import random
-        random.seed()              # a fresh process draws a fresh seed; so does this one
-
-        # the kernel exits when its launcher dies (killed by the kernel manager, for example);
-        # kernel_alive stays open in this process only, so the launcher sees it close when we exit
-        import threading
-
-        def exit_with_launcher():
-            os.read(launcher_alive, 1)
-            os._exit(1)
-
-        threading.Thread(target=exit_with_launcher, daemon=True).start()
+        take_over(request, fds)
         from ipykernel import kernelapp
 
         # ipykernel reads these two from the environment when it is imported, which the zygote did
@@ -192,6 +223,55 @@ def become_kernel(request: dict, fds: list[int]) -> None:
         os._exit(0)
 
 
+def become_python(request: dict, fds: list[int]) -> None:
+    """In the forked child: what ``python [-u] [-B] -c CODE [ARG...]`` would do, PyTorch imported."""
+    status = 1
+    try:
+        status_pipe = take_over(request, fds)
+        import atexit
+        import builtins
+        import importlib.machinery
+        import io
+        import threading
+        import traceback
+        import types
+
+        sys.path.insert(0, "")                     # -c puts the current folder first
+        sys.dont_write_bytecode = sys.dont_write_bytecode or "-B" in request["options"]
+        if "-u" in request["options"]:             # unbuffered, as -u makes them
+            for name, fd in (("stdout", 1), ("stderr", 2)):
+                old = getattr(sys, name)
+                new = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding=old.encoding,
+                                       errors=old.errors, write_through=True)
+                setattr(sys, name, new)
+                setattr(sys, f"__{name}__", new)
+        main = types.ModuleType("__main__")
+        main.__builtins__ = builtins
+        main.__loader__ = importlib.machinery.BuiltinImporter
+        main.__annotations__ = {}
+        sys.modules["__main__"] = main
+        try:
+            exec(compile(request["code"], "<string>", "exec"), main.__dict__)
+            status = 0
+        except SystemExit as stop:
+            if stop.code is None or isinstance(stop.code, int):
+                status = stop.code or 0
+            else:
+                print(stop.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+        threading._shutdown()                      # what the interpreter does on its way out
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.write(status_pipe, bytes([status & 0xFF]))
+    finally:
+        os._exit(status)
+
+
 # ----------------------------------------------------------------------------------------------
 # The launcher
 # ----------------------------------------------------------------------------------------------
@@ -200,14 +280,37 @@ def _fresh_kernel(arguments: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *arguments])
 
 
-def launch(arguments: list[str]) -> None:
-    """Ask the zygote for a kernel; without one, exec the usual ipykernel launcher."""
+def _fresh_python(arguments: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, *arguments])
+
+
+def python_request(arguments: list[str]) -> dict | None:
+    """The request for ``python ARGUMENTS`` if it has the one form served, ``[-u] [-B] -c CODE
+    [ARG...]`` (how pytest-xdist starts its workers); None for any other."""
+    options = []
+    while arguments[:1] in (["-u"], ["-B"]):
+        options.append(arguments.pop(0))
+    if len(arguments) < 2 or arguments[0] != "-c":
+        return None
+    return {"kind": "python", "options": options, "code": arguments[1],
+            "argv": ["-c", *arguments[2:]]}
+
+
+def launch(arguments: list[str], kind: str = "kernel") -> None:
+    """Ask the zygote for a kernel (or a Python process); without one, exec the usual command."""
+    fresh = _fresh_python if kind == "python" else _fresh_kernel
     path = os.environ.get(SOCKET_VARIABLE)
     if not path or sys.platform != "linux":
-        _fresh_kernel(arguments)
+        fresh(arguments)
+    if kind == "python":
+        request = python_request(list(arguments))
+        if request is None:
+            fresh(arguments)
+    else:
+        request = {"argv": [_launcher_file(), *arguments]}
+    request.update(cwd=os.getcwd(), env=dict(os.environ))
     launcher_read, launcher_write = os.pipe()    # launcher_write stays open until this launcher dies
-    kernel_read, kernel_write = os.pipe()        # closes when the kernel dies
-    request = {"argv": [_launcher_file(), *arguments], "cwd": os.getcwd(), "env": dict(os.environ)}
+    kernel_read, kernel_write = os.pipe()        # closes when the child dies
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.connect(path)
@@ -220,9 +323,9 @@ def launch(arguments: list[str]) -> None:
     os.close(launcher_read)
     os.close(kernel_write)
     if "pid" not in reply:
-        print(f"kernel_zygote: a fresh kernel ({reply.get('refused', 'no zygote')})",
+        print(f"kernel_zygote: a fresh {kind} ({reply.get('refused', 'no zygote')})",
               file=sys.stderr, flush=True)
-        _fresh_kernel(arguments)
+        fresh(arguments)
     pid = reply["pid"]
 
     def forward(signum, _frame):
@@ -233,13 +336,16 @@ def launch(arguments: list[str]) -> None:
 
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
+    status = b""               # a Python child writes its exit status before it exits
     while True:
         try:
-            if not os.read(kernel_read, 1):
-                break
+            byte = os.read(kernel_read, 1)
         except InterruptedError:
             continue
-    os._exit(0)
+        if not byte:
+            break
+        status = byte
+    os._exit(status[0] if status else (1 if kind == "python" else 0))
 
 
 def _launcher_file() -> str:
@@ -253,5 +359,7 @@ if __name__ == "__main__":
         serve(sys.argv[2])
     elif sys.argv[1:2] == ["launch"]:
         launch(sys.argv[2:])
+    elif sys.argv[1:2] == ["python"]:
+        launch(sys.argv[2:], kind="python")
     else:
         sys.exit(__doc__.split("\n\n")[2])
