@@ -43,10 +43,11 @@ settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
 
 
-# nbval's kernels are forked from one process that has already imported PyTorch and the rest
-# (tools/kernel_zygote.py, Linux only; DSC_FRESH_KERNELS=1 turns it off). The first process of a run
-# starts it; pytest-xdist's workers inherit its address. Each kernel is still a new process with the
-# notebook's folder and environment, and gets a fresh kernel whenever the zygote cannot serve it.
+# nbval's kernels and pytest-xdist's workers are forked from one process that has already imported
+# PyTorch and the rest (tools/kernel_zygote.py, Linux only; DSC_FRESH_KERNELS=1 turns it off). The
+# first process of a run starts it; the workers inherit its address. Each kernel or worker is still
+# a new process with its own folder and environment, and starts fresh whenever the zygote cannot
+# serve it.
 def pytest_configure(config):
     if not (config.getoption("nbval", False) or config.getoption("nbval_lax", False)):
         return
