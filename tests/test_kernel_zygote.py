@@ -68,11 +68,12 @@ def stop(manager, client):
 
 
 FRESH = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-FORKED = [sys.executable, str(ROOT / "tools" / "kernel_zygote.py"), "launch",
-          "-f", "{connection_file}"]
+LAUNCHER = str(ROOT / "tools" / "kernel_zygote.py")
+FORKED = [sys.executable, LAUNCHER, "launch", "-f", "{connection_file}"]
+PYTHON = [sys.executable, LAUNCHER, "python"]
 
 
-def test_the_kernelspecs_get_the_launcher_only_while_a_zygote_serves(monkeypatch):
+def test_kernelspecs_and_worker_specs_get_the_launcher_only_while_a_zygote_serves(monkeypatch):
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import kernel_zygote
@@ -81,8 +82,11 @@ def test_the_kernelspecs_get_the_launcher_only_while_a_zygote_serves(monkeypatch
     assert kernel_zygote.launcher_argv(FRESH) == FORKED
     other = ["/usr/bin/R", "--slave", "-f", "{connection_file}"]
     assert kernel_zygote.launcher_argv(other) == other
+    assert kernel_zygote.worker_spec("popen") == f"popen//python={shlex.join(PYTHON)}"
+    assert kernel_zygote.worker_spec("popen//python=python3.12") == "popen//python=python3.12"
     monkeypatch.delenv("DSC_KERNEL_ZYGOTE")
     assert kernel_zygote.launcher_argv(FRESH) == FRESH
+    assert kernel_zygote.worker_spec("popen") == "popen"
 
 
 def test_a_forked_kernel_is_the_kernel_a_fresh_start_gives(tmp_path):
@@ -160,7 +164,6 @@ print(input())                          # execnet's bootstrap reads its first li
 print("torch" in sys.modules, file=sys.stderr)
 sys.exit(3)
 """
-PYTHON = [sys.executable, str(ROOT / "tools" / "kernel_zygote.py"), "python"]
 
 
 def python(prefix, cwd, **variables):
@@ -193,20 +196,7 @@ def test_a_python_with_another_environment_or_form_is_fresh(tmp_path):
     assert module.returncode == 0 and "Beautiful is better than ugly" in module.stdout
 
 
-def test_the_worker_specs_get_the_launcher_only_while_a_zygote_serves(monkeypatch):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import kernel_zygote
-    finally:
-        del sys.path[0]
-    assert kernel_zygote.worker_spec("popen") == f"popen//python={shlex.join(PYTHON)}"
-    assert kernel_zygote.worker_spec("popen//python=python3.12") == "popen//python=python3.12"
-    monkeypatch.delenv("DSC_KERNEL_ZYGOTE")
-    assert kernel_zygote.worker_spec("popen") == "popen"
-
-
 @pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="not a pytest-xdist worker")
 def test_this_worker_was_forked_by_the_zygote():
     with open(f"/proc/{os.getppid()}/cmdline", "rb") as parent:
-        assert parent.read().split(b"\0")[1:3] == [str(ROOT / "tools" / "kernel_zygote.py").encode(),
-                                                    b"serve"]
+        assert parent.read().split(b"\0")[1:3] == [LAUNCHER.encode(), b"serve"]

@@ -120,7 +120,8 @@ def pinned(env: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 def serve(path: str) -> None:
-    """Import the libraries, then fork a kernel for every request on ``path`` until stdin closes."""
+    """Import the libraries, then fork a kernel or a Python process for every request on ``path``
+    until stdin closes."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)             # requests wait in the backlog while the imports run
