@@ -32,6 +32,7 @@ STAMP = VENV / ".book-requirements.sha256"
 USAGE = __doc__.split("\n\n")[1]
 MINIMUM_PYTHON = (3, 11)           # every pin installs on 3.11.0 and newer (tools/check_pins.py)
 sys.path.insert(0, str(ROOT / "tools"))
+import kernel_zygote  # noqa: E402  (standard library only)
 from kernel_env import CPU_SETTINGS, kernel_environment  # noqa: E402  (standard library only)
 
 
@@ -142,7 +143,20 @@ def run_pytest(args: list[str], env: dict) -> int:
     if not chooses_its_own_workers(args):
         parallel = PARALLEL
         env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run([str(PYTHON), "-m", "pytest", *parallel, *args], cwd=ROOT, env=env).returncode
+    return pytest_with_zygote([*parallel, *args], env)
+
+
+def pytest_with_zygote(args: list[str], env: dict) -> int:
+    """pytest in the kernels' environment, with the process that its kernels and workers are forked
+    from (tools/kernel_zygote.py) started first: its imports of PyTorch and the rest run while pytest
+    starts, instead of after (conftest.py starts one itself when pytest runs without it)."""
+    env = kernel_environment(env, threads=None)      # what conftest.py gives the kernels
+    env.pop(kernel_zygote.SOCKET_VARIABLE, None)     # not a zygote of an enclosing run's settings
+    zygote = kernel_zygote.start(env, python=str(PYTHON))
+    try:
+        return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+    finally:
+        kernel_zygote.stop(zygote)
 
 
 def cpu_matrix(args: list[str]) -> int:
@@ -158,7 +172,7 @@ def cpu_matrix(args: list[str]) -> int:
                   f"({' '.join(f'{k}={v}' for k, v in variables.items()) or 'no cap'})", flush=True)
             start = time.perf_counter()
             parallel = [] if chooses_its_own_workers(args) else PARALLEL
-            code = subprocess.run([str(PYTHON), "-m", "pytest", "-q", *parallel, *args], cwd=ROOT, env=env).returncode
+            code = pytest_with_zygote(["-q", *parallel, *args], env)
             results.append((setting, threads, code, time.perf_counter() - start))
     print("\nbook.py: the CPU matrix")
     print(f"{'setting':10} {'threads':8} {'result':8} {'time':>8}")

@@ -325,19 +325,41 @@ def test_book_refuses_an_old_python_before_installing(monkeypatch, capsys):
 def test_book_test_keeps_the_slowest_first_order(monkeypatch):
     """Two workers, whole files, in collection order: pytest-xdist would hand out the files with the
     most tests first."""
+    import kernel_env
+
     book = load_book()
-    calls = []
+    calls, zygotes, threads = [], [], []
     def run(args, **kwargs):
         calls.append(args)
+        threads.append(kwargs["env"].get("OMP_NUM_THREADS"))
+        # pytest runs in the kernels' environment, with the zygote's address, while it lives
+        env = kwargs["env"]
+        assert env["IPYTHONDIR"] == str(kernel_env.IPYTHONDIR)
+        assert zygotes[-1] == ("running", env) and env["DSC_KERNEL_ZYGOTE"] == "socket"
         return book.subprocess.CompletedProcess(args, 0)
 
+    def start(env, python):                   # the zygote runs the environment's Python
+        assert python == str(book.PYTHON) and "DSC_KERNEL_ZYGOTE" not in env
+        zygotes.append(("running", env))
+        env["DSC_KERNEL_ZYGOTE"] = "socket"
+        return len(zygotes) - 1
+
+    def stop(started):
+        zygotes[started] = ("stopped", zygotes[started][1])
+
     monkeypatch.setattr(book.subprocess, "run", run)
+    monkeypatch.setattr(book.kernel_zygote, "start", start)
+    monkeypatch.setattr(book.kernel_zygote, "stop", stop)
     assert book.run_pytest(["-q"], {}) == 0
     assert calls[0][3:] == ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-q"]
+    assert zygotes[0][0] == "stopped"
     monkeypatch.setattr(book, "CPU_SETTINGS", {"native": {}})
     assert book.cpu_matrix([]) == 0                           # the matrix runs the same way
     assert [call[4:9] for call in calls[1:]] == [book.PARALLEL] * 2
-    assert book.run_pytest(["-n", "3"], {}) == 0 and calls[-1][3:] == ["-n", "3"]
+    assert book.run_pytest(["-n", "3"], {"OMP_NUM_THREADS": "1"}) == 0
+    assert calls[-1][3:] == ["-n", "3"]
+    assert len(zygotes) == len(calls) and all(state == "stopped" for state, _ in zygotes)
+    assert threads == ["1", "1", None, "1"]       # the matrix's second run: the default count
 
 
 def test_book_names_the_cpu_settings(capsys):

@@ -15,8 +15,10 @@ same libraries for the unit tests, and forked from the zygote they skip that too
 arguments, ``sys.path`` and streams that ``python`` would give it, and its exit status goes back
 through the launcher.
 
-Two places start a zygote with ``start()`` and give their kernels the command ``launcher_argv()``
-returns: conftest.py for nbval's kernels, and tools/execute_into_cache.py for the build's first step.
+A zygote is started with ``start()``, and kernels are given the command ``launcher_argv()``
+returns: by ``book.py test`` before it starts pytest (the zygote's imports then overlap pytest's own
+start-up), by conftest.py for nbval's kernels when pytest runs without one, and by
+tools/execute_into_cache.py for the build's first step.
 
 ``launch`` is what the Jupyter kernel manager starts. It hands its standard streams and the request
 (arguments, working folder, environment) to the zygote and stays alive as long as the forked kernel
@@ -54,7 +56,9 @@ PER_KERNEL_PREFIXES = ("JPY_", "PYTEST_", "KERAS_", "KMP_", "TORCHINDUCTOR_")
 PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES"}
 PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_counter",
            "matplotlib", "matplotlib.pyplot", "prettytable", "sklearn.datasets", "dsc_utils"]
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# (SIGHUP and SIGQUIT do not exist on Windows, where this module is imported but never serves)
+FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+                          if hasattr(signal, name))
 
 
 def launcher_argv(argv: list[str]) -> list[str]:
@@ -74,40 +78,46 @@ def worker_spec(spec: str) -> str:
     return spec
 
 
-def start():
-    """Start a zygote for this process and the processes it starts (Linux only; None elsewhere, if
-    DSC_FRESH_KERNELS=1, or if a zygote started by a parent process is already there to serve).
-    Its address goes into os.environ. Returns what ``stop`` needs."""
-    if (sys.platform != "linux" or os.environ.get("DSC_FRESH_KERNELS") == "1"
-            or os.environ.get(SOCKET_VARIABLE)):
+def start(env: dict | None = None, python: str | None = None):
+    """Start a zygote for the processes that will be started with ``env`` (default: os.environ, this
+    process's) and ask it for kernels. Linux only: None elsewhere, if DSC_FRESH_KERNELS=1, or if a
+    zygote started by a parent process is already there to serve. The zygote runs ``python``
+    (default: this interpreter) in ``env``, and its address goes into ``env``. Returns what ``stop``
+    needs."""
+    env = os.environ if env is None else env
+    if (sys.platform != "linux" or env.get("DSC_FRESH_KERNELS") == "1"
+            or env.get(SOCKET_VARIABLE)):
         return None
     import subprocess
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="dsc-zygote-")
     address = os.path.join(folder, "socket")
-    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", address],
+    process = subprocess.Popen([python or sys.executable, os.path.abspath(__file__), "serve",
+                                address], env=dict(env), cwd=os.path.dirname(os.path.dirname(
+                                    os.path.abspath(__file__))),
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    os.environ[SOCKET_VARIABLE] = address
-    return process, folder
+    env[SOCKET_VARIABLE] = address
+    return process, folder, env
 
 
 def stop(started) -> None:
-    """Stop a zygote that ``start`` returned (its kernels are not affected)."""
+    """Stop a zygote that ``start`` returned (its kernels are not affected) and take its address out
+    of the environment it was given."""
     if started is None:
         return
     import shutil
     import subprocess
 
-    process, folder = started
+    process, folder, env = started
     process.stdin.close()                  # the zygote exits when its stdin closes
     try:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
         process.kill()
     shutil.rmtree(folder, ignore_errors=True)
-    os.environ.pop(SOCKET_VARIABLE, None)
+    env.pop(SOCKET_VARIABLE, None)
 
 
 def pinned(env: dict) -> dict:
