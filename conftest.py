@@ -43,14 +43,39 @@ settings.register_profile("book", deadline=None, database=None, max_examples=60)
 settings.load_profile("book")
 
 
+class LazyFormat:
+    """``pprint.pformat(value)``, computed only when the text is used, as logging does for a record
+    that a handler writes. nbval 0.11.0 formats every kernel message for a debug log line, whether
+    debug logging is on or not (``logger.debug(..., pformat(msg))`` in ``RunningKernel.get_message``):
+    with the figures' images in the messages, that cost the test run several CPU-seconds."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __str__(self):
+        import pprint
+
+        return pprint.pformat(self.value)
+
+
+def format_kernel_messages_lazily():
+    import pprint
+
+    import nbval.kernel
+
+    if getattr(nbval.kernel, "pformat", None) is pprint.pformat:   # what nbval 0.11.0 does
+        nbval.kernel.pformat = LazyFormat
+
+
 # nbval's kernels and pytest-xdist's workers are forked from one process that has already imported
 # PyTorch and the rest (tools/kernel_zygote.py, Linux only; DSC_FRESH_KERNELS=1 turns it off). The
-# first process of a run starts it; the workers inherit its address. Each kernel or worker is still
-# a new process with its own folder and environment, and starts fresh whenever the zygote cannot
-# serve it.
+# first process of a run starts it (unless `book.py test` did, before pytest); the workers inherit
+# its address. Each kernel or worker is still a new process with its own folder and environment,
+# and starts fresh whenever the zygote cannot serve it.
 def pytest_configure(config):
     if not (config.getoption("nbval", False) or config.getoption("nbval_lax", False)):
         return
+    format_kernel_messages_lazily()
     if not hasattr(config, "workerinput"):          # the run's first process, not a worker
         config._dsc_zygote = kernel_zygote.start()
         # pytest-xdist's workers too are forked from it: they import PyTorch and the rest as well

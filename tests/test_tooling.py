@@ -388,3 +388,35 @@ def test_the_promised_python_is_the_project_s():
     minimum = ".".join(map(str, book.MINIMUM_PYTHON))
     assert f'requires-python = ">={minimum}"' in project
     assert f"Python {minimum}.0 or newer" in (ROOT / "README.md").read_text()
+
+
+def test_nbval_formats_a_kernel_message_only_for_a_debug_line_that_is_logged(caplog, monkeypatch):
+    import logging
+    import pprint
+
+    import nbval.kernel
+
+    import conftest
+
+    formatted = []
+    def pformat(value):
+        formatted.append(value)
+        return f"formatted {value!r}"
+
+    class Client:
+        def get_iopub_msg(self, timeout=None):
+            return {"msg_type": "stream", "content": {"text": "1\n"}}
+
+    monkeypatch.setattr(pprint, "pformat", pformat)
+    monkeypatch.setattr(nbval.kernel, "pformat", pformat)     # as nbval 0.11.0 imports it
+    conftest.format_kernel_messages_lazily()
+    assert nbval.kernel.pformat is conftest.LazyFormat
+    kernel = object.__new__(nbval.kernel.RunningKernel)
+    kernel.kc = Client()
+    caplog.set_level(logging.INFO, logger=nbval.kernel.logger.name)
+    assert kernel.get_message("iopub")["content"] == {"text": "1\n"}
+    assert formatted == []                                     # no debug line, no formatting
+    caplog.set_level(logging.DEBUG, logger=nbval.kernel.logger.name)
+    kernel.get_message("iopub")
+    assert "formatted {'msg_type': 'stream'" in caplog.records[-1].getMessage()
+    assert len(formatted) >= 1
