@@ -115,7 +115,12 @@ def test_a_forked_kernel_is_offline_and_interruptible(tmp_path):
         audit = "import sys\nsys.audit('socket.getaddrinfo', 'example.com', 80, 0, 0, 0)"
         assert run(client, audit) == "ERROR NetworkAccessError"
         message_id = client.execute("import time\ntime.sleep(60)")
-        time.sleep(1)
+        while True:                     # the kernel has started the cell: its input is broadcast
+            message = client.get_iopub_msg(timeout=20)
+            if (message["msg_type"] == "execute_input"
+                    and message["parent_header"].get("msg_id") == message_id):
+                break
+        time.sleep(0.2)                 # and is inside time.sleep by now
         manager.interrupt_kernel()
         reply = client.get_shell_msg(timeout=20)
         assert reply["parent_header"]["msg_id"] == message_id
