@@ -89,6 +89,31 @@ def test_kernelspecs_and_worker_specs_get_the_launcher_only_while_a_zygote_serve
     assert kernel_zygote.worker_spec("popen") == "popen"
 
 
+def test_stop_closes_a_waiting_zygote_and_kills_one_still_importing(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import kernel_zygote
+    finally:
+        del sys.path[0]
+    # stand-ins: one that exits when its stdin closes (a zygote waiting for requests), and one that
+    # does not look at stdin (a zygote still importing, which a short run such as --version leaves)
+    waiting = "import sys\nprint(flush=True)\nsys.stdin.read()"
+    importing = "import time\nprint(flush=True)\ntime.sleep(60)"
+    for code, returncode in ((waiting, 0), (importing, -signal.SIGKILL)):
+        folder = tmp_path / "zygote"
+        folder.mkdir()
+        env = {"DSC_KERNEL_ZYGOTE": str(folder / "socket")}
+        process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE)
+        process.stdout.readline()               # it is running
+        began = time.monotonic()
+        kernel_zygote.stop((process, str(folder), env))
+        assert time.monotonic() - began < 4     # it used to wait 5 s for the imports to end
+        assert process.returncode == returncode
+        assert env == {} and not folder.exists()
+        process.stdout.close()
+
+
 def test_a_forked_kernel_is_the_kernel_a_fresh_start_gives(tmp_path):
     reports = {}
     for name, argv in (("fresh", FRESH), ("forked", FORKED)):

@@ -111,11 +111,12 @@ def stop(started) -> None:
     import subprocess
 
     process, folder, env = started
-    process.stdin.close()                  # the zygote exits when its stdin closes
+    process.stdin.close()                  # a zygote waiting for requests exits when stdin closes
     try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
+        process.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:      # one still importing (a short run): nothing to clean up
         process.kill()
+        process.wait()
     shutil.rmtree(folder, ignore_errors=True)
     env.pop(SOCKET_VARIABLE, None)
 
