@@ -219,8 +219,9 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int:
     padding = _check_int("padding", padding, 0)
     if span > size + 2 * padding:
         raise ValueError(
-            f"kernel_size={kernel_size} with dilation={dilation} spans {span} input elements, but the padded "
-            f"input has only size + 2*padding = {size} + {2 * padding}: the kernel does not fit"
+            f"kernel_size={kernel_size} with dilation={dilation} spans {span} input "
+            f"elements, but the padded input has only size + 2*padding = {size} + "
+            f"{2 * padding}: the kernel does not fit"
         )
     return (size + 2 * padding - span) // stride + 1
 
@@ -286,14 +287,14 @@ def conv2d_by_hand(input, weight, stride=1, padding=0, dilation=1, groups=1):
 
     output = [[[0.0] * out_w for _ in range(out_h)] for _ in range(out_channels)]
     multiplications = 0
-    for n in range(out_channels):                          # every kernel (output channel)
+    for n in range(out_channels):                    # every kernel (output channel)
         first_input = (n // outputs_per_group) * channels_per_group
-        for i in range(out_h):                             # every output row ...
-            for j in range(out_w):                         # ... and column
+        for i in range(out_h):                       # every output row ...
+            for j in range(out_w):                   # ... and column
                 total = 0.0
-                for c in range(channels_per_group):        # every input channel the kernel sees
+                for c in range(channels_per_group):  # every input channel it sees
                     channel = x[first_input + c]
-                    for u in range(kernel_h):              # every kernel tap
+                    for u in range(kernel_h):        # every kernel tap
                         for v in range(kernel_w):
                             row = i * stride[0] + u * dilation[0]
                             column = j * stride[1] + v * dilation[1]
@@ -356,7 +357,8 @@ def _describe(value) -> str:
 # 3. Counting multiplications
 # ---------------------------------------------------------------------------------------------------
 
-def standard_conv_mults(in_channels, out_channels, kernel_size, output_size, groups=1) -> int:
+def standard_conv_mults(in_channels, out_channels, kernel_size, output_size,
+                        groups=1) -> int:
     r"""Multiplications of a standard convolution: :math:`D_K^2 \cdot M \cdot N \cdot D_G^2`.
 
     Each of the ``out_channels`` kernels has ``kernel_size**2 * in_channels`` weights, and each
@@ -369,7 +371,8 @@ def standard_conv_mults(in_channels, out_channels, kernel_size, output_size, gro
     Args:
         in_channels (int): input channels M.
         out_channels (int): output channels N (the number of kernels).
-        kernel_size (int or tuple): kernel side D_K, or one length per spatial dimension.
+        kernel_size (int or tuple): kernel side D_K, or one length per spatial
+            dimension.
         output_size (int or tuple): output side D_G (not the input side), or one length per dimension.
         groups (int): number of channel groups g; must divide both channel counts. Default: 1.
 
@@ -391,7 +394,8 @@ def standard_conv_mults(in_channels, out_channels, kernel_size, output_size, gro
     out_channels = _check_int("out_channels", out_channels, 1)
     groups = _check_groups(groups, in_channels, out_channels)
     kernel, output = _spatial(kernel_size, output_size)
-    return math.prod(kernel) * (in_channels // groups) * out_channels * math.prod(output)
+    return (math.prod(kernel) * (in_channels // groups) * out_channels
+            * math.prod(output))
 
 
 def _check_groups(groups, in_channels: int, out_channels: int) -> int:
@@ -403,15 +407,19 @@ def _check_groups(groups, in_channels: int, out_channels: int) -> int:
     return groups
 
 
-def depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier=1) -> int:
-    r"""Multiplications of a depthwise convolution: :math:`D_K^2 \cdot M \cdot D_G^2` (times the multiplier).
+def depthwise_conv_mults(in_channels, kernel_size, output_size,
+                         depth_multiplier=1) -> int:
+    r"""Multiplications of a depthwise convolution: :math:`D_K^2 \cdot M \cdot D_G^2`
+    (times the multiplier).
 
-    Each input channel gets its own ``depth_multiplier`` kernels of a single channel each. The
-    depthwise separable cost chapter derives it; sizes as in :func:`standard_conv_mults`.
+    Each input channel gets its own ``depth_multiplier`` kernels of a single channel
+    each. The depthwise separable cost chapter derives it; sizes as in
+    :func:`standard_conv_mults`.
 
     Args:
         in_channels (int): input channels M.
-        kernel_size (int or tuple): kernel side D_K, or one length per spatial dimension.
+        kernel_size (int or tuple): kernel side D_K, or one length per spatial
+            dimension.
         output_size (int or tuple): output side D_G, or one length per dimension.
         depth_multiplier (int): kernels per input channel. Default: 1.
 
@@ -435,13 +443,15 @@ def depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier
 def pointwise_conv_mults(in_channels, out_channels, output_size) -> int:
     r"""Multiplications of a pointwise (1x1) convolution: :math:`M \cdot N \cdot D_G^2`.
 
-    The depthwise separable cost chapter derives it. An integer ``output_size`` means a square 2-D
-    output; give a tuple for other dimensions (``(100,)`` for a 1-D output of length 100).
+    The depthwise separable cost chapter derives it. An integer ``output_size`` means a
+    square 2-D output; give a tuple for other dimensions (``(100,)`` for a 1-D output of
+    length 100).
 
     Args:
         in_channels (int): input channels M.
         out_channels (int): output channels N.
-        output_size (int or tuple): output side D_G, or one length per spatial dimension.
+        output_size (int or tuple): output side D_G, or one length per spatial
+            dimension.
 
     Returns:
         int: multiply-accumulates for one image (bias excluded).
@@ -457,19 +467,22 @@ def pointwise_conv_mults(in_channels, out_channels, output_size) -> int:
     return standard_conv_mults(in_channels, out_channels, 1, output_size)
 
 
-def separable_conv_mults(in_channels, out_channels, kernel_size, output_size, depth_multiplier=1) -> int:
+def separable_conv_mults(in_channels, out_channels, kernel_size, output_size,
+                         depth_multiplier=1) -> int:
     r"""Multiplications of a depthwise separable convolution: depthwise plus pointwise.
 
     .. math:: D_K^2 \cdot M \cdot D_G^2 + M \cdot N \cdot D_G^2
 
-    With a depth multiplier the pointwise layer sees ``in_channels * depth_multiplier`` channels.
-    Both parts have the same output size and number of dimensions (a tuple ``kernel_size`` makes
-    an integer ``output_size`` a size per dimension). The depthwise separable cost chapter derives it.
+    With a depth multiplier the pointwise layer sees ``in_channels * depth_multiplier``
+    channels. Both parts have the same output size and number of dimensions (a tuple
+    ``kernel_size`` makes an integer ``output_size`` a size per dimension). The
+    depthwise separable cost chapter derives it.
 
     Args:
         in_channels (int): input channels M.
         out_channels (int): output channels N.
-        kernel_size (int or tuple): depthwise kernel side D_K, or one length per dimension.
+        kernel_size (int or tuple): depthwise kernel side D_K, or one length per
+            dimension.
         output_size (int or tuple): output side D_G, or one length per dimension.
         depth_multiplier (int): depthwise kernels per input channel. Default: 1.
 
@@ -483,12 +496,15 @@ def separable_conv_mults(in_channels, out_channels, kernel_size, output_size, de
     Example:
         >>> separable_conv_mults(3, 64, kernel_size=5, output_size=112)
         3349248
-        >>> separable_conv_mults(16, 32, kernel_size=(3,), output_size=100)  # 3*16*100 + 16*32*100
+        >>> # 1-D, 3 taps: 3*16*100 depthwise + 16*32*100 pointwise
+        >>> separable_conv_mults(16, 32, kernel_size=(3,), output_size=100)
         56000
     """
-    depthwise = depthwise_conv_mults(in_channels, kernel_size, output_size, depth_multiplier)
-    _, output = _spatial(kernel_size, output_size)  # the pointwise part's output, same dimensions
-    hidden = _check_int("in_channels", in_channels, 1) * _check_int("depth_multiplier", depth_multiplier, 1)
+    depthwise = depthwise_conv_mults(in_channels, kernel_size, output_size,
+                                     depth_multiplier)
+    _, output = _spatial(kernel_size, output_size)  # the pointwise part's output size
+    hidden = (_check_int("in_channels", in_channels, 1)
+              * _check_int("depth_multiplier", depth_multiplier, 1))
     return depthwise + pointwise_conv_mults(hidden, out_channels, output)
 
 
@@ -692,7 +708,8 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
 
     Args:
         model (nn.Module): the model to run.
-        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among
+            them.
 
     Shape:
         Any shapes the model accepts; the counts are for the whole batch.
@@ -788,15 +805,18 @@ def _run_untouched(model: nn.Module, inputs: tuple, kwargs: dict) -> None:
 
 
 def count_mults(model, *inputs, **kwargs) -> int:
-    """Multiply-accumulates done by ``model`` on ``inputs``: every convolution and matrix product.
+    """Multiply-accumulates done by ``model`` on ``inputs``: every convolution and
+    matrix product.
 
-    The sum of :func:`layer_costs`: run once, no gradients, bias excluded, whole batch, the model left
-    as it was. ``torch.utils.flop_counter.FlopCounterMode`` reports twice this number, since it counts
-    a multiply-add as two floating-point operations. The counting chapter explains it.
+    The sum of :func:`layer_costs`: run once, no gradients, bias excluded, whole batch,
+    the model left as it was. ``torch.utils.flop_counter.FlopCounterMode`` reports twice
+    this number, since it counts a multiply-add as two floating-point operations. The
+    counting chapter explains it.
 
     Args:
         model (nn.Module): the model to run.
-        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among
+            them.
 
     Returns:
         int: multiply-accumulates of the whole batch.
@@ -822,7 +842,8 @@ def torch_flops(model, *inputs, **kwargs) -> int:
 
     Args:
         model (nn.Module): the model to run.
-        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among
+            them.
 
     Returns:
         int: FLOPs of the whole batch.
@@ -851,7 +872,8 @@ def cost_table(model, *inputs, **kwargs) -> PrettyTable:
 
     Args:
         model (nn.Module): the model to run.
-        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among them.
+        *inputs, **kwargs: the arguments of ``model.forward``; at least one tensor among
+            them.
 
     Returns:
         PrettyTable: renders as HTML in Jupyter and in the book.
@@ -927,9 +949,11 @@ class _DepthwiseSeparableConvNd(nn.Module):
         self.padding_mode = padding_mode
         hidden = self.in_channels * self.depth_multiplier
         factory = {"device": device, "dtype": dtype}
-        # One spatial filter (or depth_multiplier of them) per input channel: groups = in_channels.
-        self.depthwise = self._conv(self.in_channels, hidden, self.kernel_size, self.stride, self.padding,
-                                    self.dilation, groups=self.in_channels, bias=bias,
+        # One spatial filter (or depth_multiplier of them) per input channel:
+        # groups = in_channels.
+        self.depthwise = self._conv(self.in_channels, hidden, self.kernel_size,
+                                    self.stride, self.padding, self.dilation,
+                                    groups=self.in_channels, bias=bias,
                                     padding_mode=padding_mode, **factory)
         # A 1x1 convolution that mixes the channels at every position.
         self.pointwise = self._conv(hidden, self.out_channels, 1, bias=bias, **factory)
@@ -945,7 +969,8 @@ class _DepthwiseSeparableConvNd(nn.Module):
         if type(conv) is not standard:
             raise TypeError(f"conv must be an nn.{standard.__name__}, got {_describe(conv)}")
         if conv.groups != 1:
-            raise ValueError(f"conv must be a standard convolution (groups=1), got groups={conv.groups}")
+            raise ValueError(f"conv must be a standard convolution (groups=1), got "
+                             f"groups={conv.groups}")
         return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                    conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode,
                    depth_multiplier=depth_multiplier, device=conv.weight.device, dtype=conv.weight.dtype)
@@ -1059,13 +1084,15 @@ def to_standard_conv(layer):
     d = depthwise.weight.reshape(m, k, *layer.kernel_size)           # D[m, j, ...]
     p = pointwise.weight.reshape(n, m, k)                            # P[n, m, j]
     has_bias = depthwise.bias is not None or pointwise.bias is not None
-    conv = type(depthwise)(m, n, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                           bias=has_bias, padding_mode=layer.padding_mode, device=d.device, dtype=d.dtype)
+    conv = type(depthwise)(m, n, layer.kernel_size, layer.stride, layer.padding,
+                           layer.dilation, bias=has_bias,
+                           padding_mode=layer.padding_mode, device=d.device,
+                           dtype=d.dtype)
     with torch.no_grad():
         conv.weight.copy_(torch.einsum("nmj,mj...->nm...", p, d))
         if has_bias:
             conv.bias.zero_()
-            if depthwise.bias is not None:  # the depthwise bias, mixed by the pointwise weights
+            if depthwise.bias is not None:  # the depthwise bias, mixed pointwise
                 conv.bias.add_(p.reshape(n, m * k) @ depthwise.bias)
             if pointwise.bias is not None:
                 conv.bias.add_(pointwise.bias)
@@ -1102,9 +1129,11 @@ def mobilenet_block(in_channels, out_channels, stride=1) -> nn.Sequential:
     in_channels = _check_int("in_channels", in_channels, 1)
     out_channels = _check_int("out_channels", out_channels, 1)
     stride = _check_int("stride", stride, 1)
-    depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, padding=1, groups=in_channels, bias=False)
+    depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, padding=1,
+                          groups=in_channels, bias=False)
     pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-    return nn.Sequential(_conv_bn_act(depthwise, prefix="depthwise") | _conv_bn_act(pointwise, prefix="pointwise"))
+    return nn.Sequential(_conv_bn_act(depthwise, prefix="depthwise")
+                         | _conv_bn_act(pointwise, prefix="pointwise"))
 
 
 def _conv_bn_act(conv, activation=nn.ReLU, prefix="", inplace=True) -> OrderedDict:
@@ -1179,9 +1208,10 @@ def param_table(model) -> PrettyTable:
 # 6. Networks: MobileNet rebuilt
 # ---------------------------------------------------------------------------------------------------
 
-# MobileNet v1 (Howard et al., 2017, Table 1) after its first convolution: (output channels, stride)
-# of the 13 depthwise separable blocks. The paper's table prints "s2" for the 13th depthwise layer,
-# but also gives its input and the next layer's input as 7x7: the stride is 1 (see the MobileNet chapter).
+# MobileNet v1 (Howard et al., 2017, Table 1) after its first convolution: (output
+# channels, stride) of the 13 depthwise separable blocks. The paper's table prints "s2"
+# for the 13th depthwise layer, but also gives its input and the next layer's input as
+# 7x7: the stride is 1 (see the MobileNet chapter).
 MOBILENET_V1_BLOCKS = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
@@ -1189,11 +1219,13 @@ MOBILENET_V1_BLOCKS = (
 )
 
 
-# Table 4 of Howard et al. (2017), as published: ImageNet top-1 accuracy (%), mult-adds (millions) and
-# parameters (millions) of the network with full convolutions and of MobileNet, both at width 1.0
-# and resolution 224. Typed from the paper, never recomputed: the chapters compare them with counts.
+# Table 4 of Howard et al. (2017), as published: ImageNet top-1 accuracy (%), mult-adds
+# (millions) and parameters (millions) of the network with full convolutions and of
+# MobileNet, both at width 1.0 and resolution 224. Typed from the paper, never
+# recomputed: the chapters compare them with counts.
 MOBILENET_PAPER_TABLE_4 = {
-    "Conv MobileNet": {"top1": 71.7, "mult_adds_millions": 4866, "params_millions": 29.3},
+    "Conv MobileNet": {"top1": 71.7, "mult_adds_millions": 4866,
+                       "params_millions": 29.3},
     "MobileNet": {"top1": 70.6, "mult_adds_millions": 569, "params_millions": 4.2},
 }
 
@@ -1247,28 +1279,30 @@ def _conv_bn_relu(in_channels, out_channels, kernel_size, stride, groups=1, acti
 def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.Module:
     r"""MobileNet v1 (Howard et al., 2017), built from its Table 1; returns logits.
 
-    The MobileNet chapter rebuilds it and recomputes the paper's tables from it.
-    A full 3x3 convolution with stride 2, then 13 depthwise separable blocks
-    (:func:`mobilenet_block`), global average pooling and a fully connected layer. Every convolution is
-    followed by batch norm and ReLU and has no bias; the fully connected layer has one.
+    The MobileNet chapter rebuilds it and recomputes the paper's tables from it. A full
+    3x3 convolution with stride 2, then 13 depthwise separable blocks
+    (:func:`mobilenet_block`), global average pooling and a fully connected layer. Every
+    convolution is followed by batch norm and ReLU and has no bias; the fully connected
+    layer has one.
 
     Args:
-        width_multiplier (float): the paper's alpha; every layer's channels become ``int(alpha * c)``
-            (the input's 3 channels excepted). Default: 1.0.
+        width_multiplier (float): the paper's alpha; every layer's channels become
+            ``int(alpha * c)`` (the input's 3 channels excepted). Default: 1.0.
         num_classes (int): outputs of the classifier. Default: 1000.
-        separable (bool): ``False`` builds the paper's "Conv MobileNet": every depthwise separable
-            block replaced by one full 3x3 convolution (with batch norm and ReLU) of the same stride and
-            output channels. Default: True.
+        separable (bool): ``False`` builds the paper's "Conv MobileNet": every depthwise
+            separable block replaced by one full 3x3 convolution (with batch norm and
+            ReLU) of the same stride and output channels. Default: True.
 
     Shape:
-        - Input: :math:`(B, 3, H, W)`; the paper's resolutions are 224, 192, 160 and 128.
-          Its resolution multiplier rho is a ratio, the input side over 224 (rho = 1 at 224,
-          6/7 at 192); it is not an argument but applied by choosing the input size.
+        - Input: :math:`(B, 3, H, W)`; the paper's resolutions are 224, 192, 160 and
+          128. Its resolution multiplier rho is a ratio, the input side over 224 (rho =
+          1 at 224, 6/7 at 192); it is not an argument but applied by choosing the input
+          size.
         - Output: :math:`(B, \text{num\_classes})`.
 
     Raises:
-        ValueError: a width multiplier that is not positive and finite, or so small that a layer would
-            have no channel; a non-positive ``num_classes``.
+        ValueError: a width multiplier that is not positive and finite, or so small that
+            a layer would have no channel; a non-positive ``num_classes``.
         TypeError: arguments of the wrong type.
 
     Example:
@@ -1284,8 +1318,9 @@ def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.M
     def width(channels: int) -> int:
         thinned = int(channels * alpha)
         if thinned < 1:
-            raise ValueError(f"width_multiplier={width_multiplier!r} leaves a layer of {channels} channels "
-                             f"with {thinned}: use at least {1 / 32}")
+            raise ValueError(f"width_multiplier={width_multiplier!r} leaves a layer of "
+                             f"{channels} channels with {thinned}: use at least "
+                             f"{1 / 32}")
         return thinned
 
     channels = width(32)
@@ -1306,11 +1341,12 @@ def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.M
 
 
 class InvertedResidual(nn.Module):
-    r"""MobileNetV2's block (Sandler et al., 2018): expand, filter, project, and add the input back.
+    r"""MobileNetV2's block (Sandler et al., 2018): expand, filter, project, and add the
+    input back.
 
-    1x1 expansion by ``expand_ratio`` t with ReLU6 (omitted when t = 1), 3x3 depthwise with stride s and
-    ReLU6, then a *linear* 1x1 projection (batch norm, no activation). The shortcut is added when the
-    stride is 1 and the channel counts match.
+    1x1 expansion by ``expand_ratio`` t with ReLU6 (omitted when t = 1), 3x3 depthwise
+    with stride s and ReLU6, then a *linear* 1x1 projection (batch norm, no activation).
+    The shortcut is added when the stride is 1 and the channel counts match.
 
     The MobileNet chapter builds and counts it.
 
@@ -1321,7 +1357,8 @@ class InvertedResidual(nn.Module):
         expand_ratio (int): expansion factor t (1 or more).
 
     Shape:
-        - Input: :math:`(B, d', H, W)`; output: :math:`(B, d'', \lceil H/s \rceil, \lceil W/s \rceil)`.
+        - Input: :math:`(B, d', H, W)`; output:
+          :math:`(B, d'', \lceil H/s \rceil, \lceil W/s \rceil)`.
 
     Raises:
         TypeError: an argument that is not an integer.
@@ -1343,10 +1380,12 @@ class InvertedResidual(nn.Module):
         self.use_shortcut = stride == 1 and in_channels == out_channels
         layers = OrderedDict()
         if expand_ratio != 1:
-            layers["expand"] = _conv_bn_relu(in_channels, hidden, 1, 1, activation=nn.ReLU6)
-        layers["depthwise"] = _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, activation=nn.ReLU6)
+            layers["expand"] = _conv_bn_relu(in_channels, hidden, 1, 1,
+                                             activation=nn.ReLU6)
+        layers["depthwise"] = _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden,
+                                            activation=nn.ReLU6)
         layers["project"] = nn.Conv2d(hidden, out_channels, 1, bias=False)
-        layers["project_bn"] = nn.BatchNorm2d(out_channels)  # linear bottleneck: no activation
+        layers["project_bn"] = nn.BatchNorm2d(out_channels)  # linear: no activation
         self.layers = nn.Sequential(layers)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -1364,9 +1403,10 @@ def mobilenet_v2(num_classes=1000) -> nn.Module:
     r"""MobileNetV2 at width 1.0 (Sandler et al., 2018, Table 2); returns logits.
 
     A 3x3 convolution with stride 2 and 32 channels, the inverted residual blocks of
-    ``MOBILENET_V2_SETTINGS`` (the first of each group carries its stride), a 1x1 convolution to 1280
-    channels, global average pooling and a fully connected classifier. The paper gives 300 million
-    mult-adds and 3.4 million parameters at 224x224 (its Table 4); the MobileNet chapter compares.
+    ``MOBILENET_V2_SETTINGS`` (the first of each group carries its stride), a 1x1
+    convolution to 1280 channels, global average pooling and a fully connected
+    classifier. The paper gives 300 million mult-adds and 3.4 million parameters at
+    224x224 (its Table 4); the MobileNet chapter compares.
 
     Args:
         num_classes (int): outputs of the classifier. Default: 1000.
@@ -1391,8 +1431,8 @@ def mobilenet_v2(num_classes=1000) -> nn.Module:
     for expand_ratio, out_channels, repeats, stride in MOBILENET_V2_SETTINGS:
         for repeat in range(repeats):
             index += 1
-            layers[f"block{index}"] = InvertedResidual(channels, out_channels, stride if repeat == 0 else 1,
-                                                       expand_ratio)
+            layers[f"block{index}"] = InvertedResidual(
+                channels, out_channels, stride if repeat == 0 else 1, expand_ratio)
             channels = out_channels
     layers["conv_last"] = _conv_bn_relu(channels, 1280, 1, 1, activation=nn.ReLU6)
     return nn.Sequential(OrderedDict(
@@ -1533,15 +1573,17 @@ class InferenceModel(nn.Module):
 def prepare_for_inference(model, memory_format=torch.channels_last) -> InferenceModel:
     """An inference-ready copy of ``model``; the original is left unchanged.
 
-    The copy is in evaluation mode, has every batch norm that follows a convolution of its dimension
-    in an ``nn.Sequential`` (``Conv1d/2d/3d`` or transposed, then ``BatchNorm1d/2d/3d``) folded into
-    that convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``: one convolution instead of a
-    convolution and a per-channel scale and shift), keeps its 4-D weights in ``memory_format``
-    (channels-last, NHWC, was the fastest for depthwise and pointwise convolutions on the CPUs the
-    book was measured on), needs no gradients, and runs under ``torch.inference_mode``. It takes the
-    same inputs as the original and gives the same output as the original in evaluation mode, up to
-    rounding. A batch norm created with ``track_running_stats=False`` normalizes every batch with
-    that batch's own statistics, so no constant can replace it: it is left in place (listed in
+    The copy is in evaluation mode, has every batch norm that follows a convolution of
+    its dimension in an ``nn.Sequential`` (``Conv1d/2d/3d`` or transposed, then
+    ``BatchNorm1d/2d/3d``) folded into that convolution
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``: one convolution instead of a
+    convolution and a per-channel scale and shift), keeps its 4-D weights in
+    ``memory_format`` (channels-last, NHWC, was the fastest for depthwise and pointwise
+    convolutions on the CPUs the book was measured on), needs no gradients, and runs
+    under ``torch.inference_mode``. It takes the same inputs as the original and gives
+    the same output as the original in evaluation mode, up to rounding. A batch norm
+    created with ``track_running_stats=False`` normalizes every batch with that batch's
+    own statistics, so no constant can replace it: it is left in place (listed in
     ``unfolded_batch_norms``). The speed and memory chapter explains and measures it.
 
     Args:
@@ -1557,8 +1599,8 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: another ``memory_format``; a model that cannot be copied, or whose batch norm
-            does not match the convolution before it (named in the message).
+        ValueError: another ``memory_format``; a model that cannot be copied, or whose
+            batch norm does not match the convolution before it (named in the message).
 
     Example:
         >>> fast = prepare_for_inference(mobilenet_v1())
@@ -1568,13 +1610,13 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
     if memory_format not in (torch.channels_last, torch.contiguous_format):
-        raise ValueError(
-            f"memory_format must be torch.channels_last or torch.contiguous_format, got {memory_format!r}"
-        )
+        raise ValueError(f"memory_format must be torch.channels_last or "
+                         f"torch.contiguous_format, got {memory_format!r}")
     try:
         prepared = copy.deepcopy(model).eval()
     except Exception as error:
-        raise ValueError(f"model cannot be copied, so it cannot be prepared: {error}") from error
+        raise ValueError("model cannot be copied, so it cannot be prepared: "
+                         f"{error}") from error
     folded = _fold_batch_norms(prepared)
     with torch.no_grad():
         for tensor in [*prepared.parameters(), *prepared.buffers()]:
@@ -1644,14 +1686,17 @@ def time_blocks(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> d
                     function()
                     blocks[name].append([time.perf_counter() - start])
                     continue
-                timer = benchmark.Timer("f()", globals={"f": function}, num_threads=threads)
-                blocks[name].append(timer.blocked_autorange(min_run_time=min_run_time).times)
+                timer = benchmark.Timer("f()", globals={"f": function},
+                                        num_threads=threads)
+                blocks[name].append(
+                    timer.blocked_autorange(min_run_time=min_run_time).times)
     finally:
         torch.set_num_threads(previous)
     return blocks
 
 
-def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> dict:
+def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2,
+                      warmup=3) -> dict:
     """Median wall-clock time of each function, measured side by side with ``torch.utils.benchmark``.
 
     The functions are timed in turn, round after round, by :func:`time_blocks` (warm-up, fixed
@@ -1734,8 +1779,8 @@ def load_digits_split(test_fraction=0.25, seed=0, dtype=torch.float64):
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=dtype).unsqueeze(1) / 16.0
     labels = torch.tensor(digits.target, dtype=torch.int64)
-    train, test = train_test_split(range(len(labels)), test_size=test_fraction, random_state=seed,
-                                   stratify=digits.target)
+    train, test = train_test_split(range(len(labels)), test_size=test_fraction,
+                                   random_state=seed, stratify=digits.target)
     return images[train], labels[train], images[test], labels[test]
 
 
@@ -1826,8 +1871,8 @@ def reset_weights(model, seed=0) -> nn.Module:
     return model
 
 
-def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4, seed=0,
-                 track_train_accuracy=False, track_test_accuracy=True) -> dict:
+def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4,
+                 seed=0, track_train_accuracy=False, track_test_accuracy=True) -> dict:
     """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum 0.9, cosine schedule) and
     return its history: per epoch the training loss, training accuracy and test accuracy, and the
     final model's losses on both sets.
@@ -1888,7 +1933,8 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     model.to(x_train.dtype)
     generator = torch.Generator().manual_seed(seed)
     reset_weights(model, seed)      # initial weights drawn from the seed
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9,
+                                weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
 
     def evaluate(x, y, split, last):
@@ -1958,9 +2004,11 @@ def kernel_slices(weight) -> torch.Tensor:
 
 
 def separable_rank_limit(conv) -> int:
-    """The rank at which :func:`separable_decomposition` is exact: ``min(out_channels, kernel taps)``.
+    """The rank at which :func:`separable_decomposition` is exact:
+    ``min(out_channels, kernel taps)``.
 
-    The decomposition chapter explains why (each kernel slice is an ``N x D_K^2`` matrix).
+    The decomposition chapter explains why (each kernel slice is an ``N x D_K^2``
+    matrix).
 
     Args:
         conv (nn.Conv2d): the convolution.
@@ -1981,26 +2029,30 @@ def separable_rank_limit(conv) -> int:
 
 
 def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
-    r"""Rewrite a standard convolution as a sum of ``rank`` depthwise separable convolutions.
+    r"""Rewrite a standard convolution as a sum of ``rank`` depthwise separable
+    convolutions.
 
     For every input channel m, the slice :math:`W[:, m]` of the kernel, an
     :math:`N \times D_K^2` matrix, has a singular value decomposition
     :math:`\sum_i \sigma_i u_i v_i^\top`. Term i is a depthwise kernel :math:`v_i` (a
-    :math:`D_K \times D_K` filter of channel m) followed by a pointwise column :math:`\sigma_i u_i`.
-    Keeping the ``rank`` largest terms of every channel gives the best approximation of each slice in
-    the Frobenius norm (Eckart-Young); keeping all ``min(N, D_K^2)`` reproduces the convolution.
-    The sum of ``rank`` separable branches is one :class:`DepthwiseSeparableConv2d` with
-    ``depth_multiplier=rank``: its pointwise layer adds the branches up.
+    :math:`D_K \times D_K` filter of channel m) followed by a pointwise column
+    :math:`\sigma_i u_i`. Keeping the ``rank`` largest terms of every channel gives the
+    best approximation of each slice in the Frobenius norm (Eckart-Young); keeping all
+    ``min(N, D_K^2)`` reproduces the convolution. The sum of ``rank`` separable branches
+    is one :class:`DepthwiseSeparableConv2d` with ``depth_multiplier=rank``: its
+    pointwise layer adds the branches up.
 
     Args:
-        conv (nn.Conv2d): a standard convolution (``groups=1``), with its trained weights and bias.
+        conv (nn.Conv2d): a standard convolution (``groups=1``), with its trained
+            weights and bias.
         rank (int, optional): separable terms kept per input channel, from 1 to
             :func:`separable_rank_limit`. Default: that limit (exact).
 
     Returns:
-        DepthwiseSeparableConv2d with ``depth_multiplier=rank``, the same stride, padding, dilation and
-        padding mode, no depthwise bias, and ``conv``'s bias (if any) as the pointwise bias. At
-        ``rank=1`` it has exactly one depthwise and one pointwise layer's weights, plus the bias.
+        DepthwiseSeparableConv2d with ``depth_multiplier=rank``, the same stride,
+        padding, dilation and padding mode, no depthwise bias, and ``conv``'s bias (if
+        any) as the pointwise bias. At ``rank=1`` it has exactly one depthwise and one
+        pointwise layer's weights, plus the bias.
 
     Raises:
         TypeError: ``conv`` is not an ``nn.Conv2d``, or ``rank`` not an integer.
@@ -2018,19 +2070,23 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
     """
     limit = separable_rank_limit(conv)
     if conv.groups != 1:
-        raise ValueError(f"conv must be a standard convolution (groups=1), got groups={conv.groups}")
+        raise ValueError(f"conv must be a standard convolution (groups=1), got "
+                         f"groups={conv.groups}")
     rank = limit if rank is None else _check_int("rank", rank, 1)
     if rank > limit:
-        raise ValueError(f"rank must be at most min(out_channels, kernel taps) = {limit} for this conv, got {rank}")
+        raise ValueError(f"rank must be at most min(out_channels, kernel taps) = "
+                         f"{limit} for this conv, got {rank}")
     n, m = conv.out_channels, conv.in_channels
     weight = conv.weight.detach()
-    slices = kernel_slices(weight).double()                               # A_m = W[:, m] as N x k^2
-    u, sigma, vh = torch.linalg.svd(slices, full_matrices=False)          # batched over input channels
-    depthwise = vh[:, :rank, :]                                           # [m, rank, k^2]
-    pointwise = (u[:, :, :rank] * sigma[:, None, :rank]).permute(1, 0, 2)  # [n, m, rank]
-    layer = DepthwiseSeparableConv2d(m, n, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                                     bias=False, padding_mode=conv.padding_mode, depth_multiplier=rank,
-                                     device=weight.device, dtype=weight.dtype)
+    slices = kernel_slices(weight).double()            # A_m = W[:, m] as N x k^2
+    u, sigma, vh = torch.linalg.svd(slices, full_matrices=False)  # every m at once
+    depthwise = vh[:, :rank, :]                                    # [m, rank, k^2]
+    pointwise = (u[:, :, :rank] * sigma[:, None, :rank]).permute(1, 0, 2)  # [n, m, r]
+    layer = DepthwiseSeparableConv2d(m, n, conv.kernel_size, conv.stride, conv.padding,
+                                     conv.dilation, bias=False,
+                                     padding_mode=conv.padding_mode,
+                                     depth_multiplier=rank, device=weight.device,
+                                     dtype=weight.dtype)
     with torch.no_grad():
         layer.depthwise.weight.copy_(depthwise.reshape(m * rank, 1, *conv.kernel_size))
         layer.pointwise.weight.copy_(pointwise.reshape(n, m * rank, 1, 1))
@@ -2487,23 +2543,28 @@ def _convert_model(model) -> nn.Module:
 
 
 def from_keras(obj) -> nn.Module:
-    """A PyTorch module that computes what a built Keras layer or model computes, weights copied.
+    """A PyTorch module that computes what a built Keras layer or model computes,
+    weights copied.
 
-    Keras runs on the PyTorch backend (``KERAS_BACKEND=torch``, set here if unset). Keras works in
-    NHWC and PyTorch in NCHW: the module takes ``x.permute(0, 3, 1, 2)`` of the Keras input and
-    returns the Keras output in NCHW (a 2-D output is the same on both sides). Every difference
-    between the two libraries is handled, as the Keras chapter explains and measures:
+    Keras runs on the PyTorch backend (``KERAS_BACKEND=torch``, set here if unset).
+    Keras works in NHWC and PyTorch in NCHW: the module takes ``x.permute(0, 3, 1, 2)``
+    of the Keras input and returns the Keras output in NCHW (a 2-D output is the same on
+    both sides). Every difference between the two libraries is handled, as the Keras
+    chapter explains and measures:
 
-    - kernels are permuted: ``(kh, kw, in, out)`` -> ``(out, in, kh, kw)``; a depthwise kernel
-      ``(kh, kw, in, k)`` -> ``(in * k, 1, kh, kw)`` (channel ``c * k + j`` on both sides);
-    - ``SeparableConv2D`` becomes a :class:`DepthwiseSeparableConv2d` whose depthwise part has no
-      bias (``layer.depthwise.bias = None``): Keras has one bias, after the pointwise part;
-    - ``padding='same'`` that Keras applies unevenly (stride > 1, or an even kernel) becomes a
-      :class:`KerasSameConv2d` (for a separable layer: its ``depthwise`` part; the layer's
-      ``padding`` attribute then reads 0);
-    - batch norm keeps Keras's epsilon (1e-3 by default, not PyTorch's 1e-5) and gets PyTorch's
-      momentum ``1 - keras_momentum``;
-    - a conv or dense layer with an activation becomes ``nn.Sequential(conv, activation)``.
+    - kernels are permuted: ``(kh, kw, in, out)`` -> ``(out, in, kh, kw)``; a depthwise
+      kernel ``(kh, kw, in, k)`` -> ``(in * k, 1, kh, kw)`` (channel ``c * k + j`` on
+      both sides);
+    - ``SeparableConv2D`` becomes a :class:`DepthwiseSeparableConv2d` whose depthwise
+      part has no bias (``layer.depthwise.bias = None``): Keras has one bias, after the
+      pointwise part;
+    - ``padding='same'`` that Keras applies unevenly (stride > 1, or an even kernel)
+      becomes a :class:`KerasSameConv2d` (for a separable layer: its ``depthwise`` part;
+      the layer's ``padding`` attribute then reads 0);
+    - batch norm keeps Keras's epsilon (1e-3 by default, not PyTorch's 1e-5) and gets
+      PyTorch's momentum ``1 - keras_momentum``;
+    - a conv or dense layer with an activation becomes
+      ``nn.Sequential(conv, activation)``.
 
     Supported: ``Conv2D`` (with groups), ``DepthwiseConv2D``, ``SeparableConv2D``, ``Dense``,
     ``BatchNormalization``, ``ReLU`` (plain or capped at 6), ``Activation`` and ``Softmax`` (relu,
@@ -2592,14 +2653,15 @@ def counter_reports(model, input) -> dict:
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed), \
             warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        import thop                                   # warns about distutils when imported
+        import thop                          # warns about distutils when imported
         import torchinfo
         from fvcore.nn import FlopCountAnalysis, parameter_count
         from ptflops import get_model_complexity_info
 
         macs, params = get_model_complexity_info(
             fresh(), tuple(input.shape[1:]), input_constructor=lambda _: input,
-            as_strings=False, print_per_layer_stat=False, verbose=False, backend="pytorch")
+            as_strings=False, print_per_layer_stat=False, verbose=False,
+            backend="pytorch")
         reports["ptflops"] = (int(macs), int(params))
         copy_ = fresh()
         analysis = FlopCountAnalysis(copy_, input).unsupported_ops_warnings(False)
@@ -2695,7 +2757,8 @@ def training_mults(model, input) -> list[dict]:
     def record(name):
         def hook(module, args, output):
             per_output = (module.in_features if isinstance(module, nn.Linear) else
-                          module.in_channels // module.groups * math.prod(module.kernel_size))
+                          module.in_channels // module.groups
+                          * math.prod(module.kernel_size))
             forward = output.numel() * per_output
             rows.append(dict(name=name, kind=layer_kind(module), forward=forward,
                              grad_input=forward if args[0].requires_grad else 0,
@@ -2752,7 +2815,8 @@ def fake_quantize(weight, per_channel=False, bits=8) -> torch.Tensor:
     levels = 2 ** (bits - 1) - 1
     weight = weight.detach()
     if per_channel and weight.dim() > 1:
-        largest = weight.abs().flatten(1).amax(dim=1).reshape(-1, *[1] * (weight.dim() - 1))
+        largest = weight.abs().flatten(1).amax(dim=1)
+        largest = largest.reshape(-1, *[1] * (weight.dim() - 1))
     else:
         largest = weight.abs().amax()
     scale = torch.where(largest > 0, largest / levels, torch.ones_like(largest))
@@ -2895,7 +2959,8 @@ class _CalibrationReader:
         return None if array is None else {"input": array}
 
 
-def onnxruntime_int8_session(model, example_input, calibration, per_channel=False, threads=1):
+def onnxruntime_int8_session(model, example_input, calibration, per_channel=False,
+                             threads=1):
     """``model`` exported to ONNX, quantized to int8 by ONNX Runtime, as a tensor -> tensor callable.
 
     The quantization chapter (training cost and int8) uses it.
@@ -2943,13 +3008,14 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
     example = example_input.detach().float()
     arrays = [c.detach().float().numpy() for c in calibration]
     with tempfile.TemporaryDirectory() as folder, _Silenced():
-        logging.disable(logging.WARNING)              # the quantizer logs advice to the root logger
+        logging.disable(logging.WARNING)  # the quantizer logs advice to the root logger
         try:
             source, target = Path(folder, "float.onnx"), Path(folder, "int8.onnx")
             source.write_bytes(_to_onnx(exported, (example,)))
             quantize_static(str(source), str(target), _CalibrationReader(arrays),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
             onnx_bytes = onnx.load(str(target)).SerializeToString()
         finally:
             logging.disable(logging.NOTSET)
@@ -2997,7 +3063,8 @@ def depthwise_weight_decay(model, weight_decay=5e-4, depthwise=0.0) -> list:
             raise TypeError(f"{name} must be a number, got {_describe(value)}")
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    depthwise_weights = {id(m.weight) for m in model.modules() if layer_kind(m) == "depthwise"}
+    depthwise_weights = {id(m.weight) for m in model.modules()
+                         if layer_kind(m) == "depthwise"}
     handles = []
     for parameter in model.parameters():
         rate = depthwise if id(parameter) in depthwise_weights else weight_decay
