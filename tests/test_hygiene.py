@@ -222,6 +222,14 @@ def test_code_lines_fit_the_page(path):
     for number, cell in enumerate(code_cells(path), 1):
         long = [line for line in "".join(cell["source"]).splitlines() if len(line) > 88]
         assert not long, f"code cell {number} has {len(long)} line(s) over 88 characters: {long[0]!r}"
+        # the module source that show_source displays is code on the page too
+        for output in cell.get("outputs", []):
+            shown = output.get("data", {}).get("text/markdown", "")
+            shown = "".join(shown) if isinstance(shown, list) else shown
+            if shown.startswith("```python"):
+                long = [line for line in shown.splitlines() if len(line) > 88]
+                assert not long, (f"code cell {number} shows {len(long)} source line(s) over 88 "
+                                  f"characters: {long[0]!r}")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
