@@ -193,7 +193,8 @@ PYTHON_PROBE = """
 import gc, os, signal, sys
 print(sys.argv, sys.path, os.getcwd(), sys.dont_write_bytecode, gc.isenabled(), gc.get_threshold())
 print(sorted((k, v) for k, v in os.environ.items() if not k.startswith("PYTEST_")))
-print([signal.getsignal(s) for s in (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM)])
+print([signal.getsignal(s) for s in (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM,
+                                    signal.SIGHUP)])
 print(sorted(globals().items(), key=str), sys.modules["__main__"].__dict__ is globals())
 print(type(sys.stdout.buffer).__name__, sys.stdout.write_through, sys.stderr.write_through)
 print(input())                          # execnet's bootstrap reads its first line from stdin
@@ -202,18 +203,28 @@ sys.exit(3)
 """
 
 
-def python(prefix, cwd, **variables):
+def python(prefix, cwd, ignored=(), **variables):
+    """The probe run by ``prefix``, started by a process that ignores the signals ``ignored``."""
+    def ignore():
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
     return subprocess.run([*prefix, "-u", "-B", "-c", PYTHON_PROBE, "an argument"], cwd=cwd,
                           input="a line\n", capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **variables})
+                          env={**os.environ, **variables}, preexec_fn=ignore)
 
 
 def test_a_forked_python_is_the_python_a_fresh_start_gives(tmp_path):
-    fresh, forked = python([sys.executable], tmp_path), python(PYTHON, tmp_path)
-    assert (fresh.returncode, fresh.stderr) == (3, "False\n")
-    assert (forked.returncode, forked.stderr) == (3, "True\n")      # PyTorch came with the fork
-    assert forked.stdout == fresh.stdout
-    assert "an argument" in fresh.stdout and "a line" in fresh.stdout
+    # also as started under nohup in a background job (SIGINT and SIGHUP ignored), whatever the
+    # zygote itself ignores
+    for ignored in ((), (signal.SIGINT, signal.SIGHUP)):
+        fresh = python([sys.executable], tmp_path, ignored)
+        forked = python(PYTHON, tmp_path, ignored)
+        assert (fresh.returncode, fresh.stderr) == (3, "False\n")
+        assert (forked.returncode, forked.stderr) == (3, "True\n")  # PyTorch came with the fork
+        assert forked.stdout == fresh.stdout
+        assert "an argument" in fresh.stdout and "a line" in fresh.stdout
+        assert ("[<Handlers.SIG_IGN: 1>" in fresh.stdout) == bool(ignored)   # SIGINT first
     # the exit status of a program that ends, fails, or exits with a message
     for code, status, error in (("pass", 0, ""), ("1 / 0", 1, "ZeroDivisionError: division by zero\n"),
                                 ("raise SystemExit('bye')", 1, "bye\n")):

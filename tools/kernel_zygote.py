@@ -59,6 +59,10 @@ PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_co
 # (SIGHUP and SIGQUIT do not exist on Windows, where this module is imported but never serves)
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
                           if hasattr(signal, name))
+# a signal ignored in a process stays ignored in the programs it starts (nohup, a background job);
+# the child takes these from its launcher, not from the zygote, which may have been started otherwise
+INHERITED_SIGNALS = FORWARDED_SIGNALS + tuple(getattr(signal, name) for name in ("SIGCHLD",)
+                                              if hasattr(signal, name))
 
 
 def launcher_argv(argv: list[str]) -> list[str]:
@@ -196,7 +200,15 @@ def take_over(request: dict, fds: list[int]) -> int:
     write the exit status to."""
     stdin, stdout, stderr, launcher_alive, kernel_alive = fds
     gc.enable()                # as in a fresh process; the zygote's objects stay frozen
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # what a Python started by the launcher would have: what the launcher ignores stays ignored,
+    # SIGINT otherwise raises KeyboardInterrupt, and the rest take their default action
+    ignored = set(request.get("ignored_signals", ()))
+    for signum in INHERITED_SIGNALS:
+        if signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+        else:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                          else signal.SIG_DFL)
     os.setsid()
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)
@@ -320,7 +332,9 @@ def launch(arguments: list[str], kind: str = "kernel") -> None:
             fresh(arguments)
     else:
         request = {"argv": [_launcher_file(), *arguments]}
-    request.update(cwd=os.getcwd(), env=dict(os.environ))
+    request.update(cwd=os.getcwd(), env=dict(os.environ),
+                   ignored_signals=[int(signum) for signum in INHERITED_SIGNALS
+                                    if signal.getsignal(signum) == signal.SIG_IGN])
     launcher_read, launcher_write = os.pipe()    # launcher_write stays open until this launcher dies
     kernel_read, kernel_write = os.pipe()        # closes when the child dies
     try:
