@@ -45,6 +45,7 @@ import socket
 import sys
 
 SOCKET_VARIABLE = "DSC_KERNEL_ZYGOTE"       # the zygote's socket path, for `launch`
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the zygote's folder
 # Libraries read some variables when they are imported (the hash seed, thread counts, instruction-set
 # caps, matplotlib's backend and folders), so the zygote serves only a kernel whose environment equals
 # its own, except for: the variables that the kernel manager and pytest set per kernel or per test;
@@ -98,8 +99,7 @@ def start(env: dict | None = None, python: str | None = None):
     folder = tempfile.mkdtemp(prefix="dsc-zygote-")
     address = os.path.join(folder, "socket")
     process = subprocess.Popen([python or sys.executable, os.path.abspath(__file__), "serve",
-                                address], env=dict(env), cwd=os.path.dirname(os.path.dirname(
-                                    os.path.abspath(__file__))),
+                                address], env=dict(env), cwd=PROJECT_ROOT,
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     env[SOCKET_VARIABLE] = address
