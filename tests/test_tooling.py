@@ -9,7 +9,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
+from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
+from traitlets import default
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -56,8 +59,18 @@ def run_cell_in_test_kernel(source: str) -> nbformat.NotebookNode:
     """Run one cell in a kernel started the way nbval starts them under this conftest."""
     assert os.environ["IPYTHONDIR"] == str(ROOT / "tests" / "ipython")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    NotebookClient(notebook, kernel_name="python3", timeout=60, allow_errors=True).execute()
+    NotebookClient(notebook, kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_manager_class=NbvalKernels,
+                   timeout=60, allow_errors=True).execute()
     return notebook.cells[0]
+
+
+class NbvalKernels(AsyncKernelManager):
+    """Kernels as nbval's ``--nbval-current-env`` names them, through its kernelspec manager (which
+    conftest.py points at the zygote while one serves)."""
+
+    @default("kernel_spec_manager")
+    def _nbval_kernel_specs(self):
+        return NbvalKernelspecManager()
 
 
 def test_test_kernels_are_offline():
