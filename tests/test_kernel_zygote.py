@@ -204,10 +204,12 @@ sys.exit(3)
 
 
 def python(prefix, cwd, ignored=(), **variables):
-    """The probe run by ``prefix``, started by a process that ignores the signals ``ignored``."""
+    """The probe run by ``prefix``, started by a process that ignores the signals ``ignored`` and
+    leaves SIGINT and SIGHUP at their default otherwise, however the test run itself was started (a
+    background job of a shell without job control ignores SIGINT, and its programs inherit that)."""
     def ignore():
-        for signum in ignored:
-            signal.signal(signum, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGHUP, *ignored):
+            signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
 
     return subprocess.run([*prefix, "-u", "-B", "-c", PYTHON_PROBE, "an argument"], cwd=cwd,
                           input="a line\n", capture_output=True, text=True, timeout=60,

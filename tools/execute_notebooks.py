@@ -1,13 +1,10 @@
 """Re-execute notebooks and write their outputs back in place (``python3 book.py execute``).
 
-Each notebook runs in a kernel of its own, started in its own folder, in the environment nbval
-gives its kernels (tools/kernel_env.py: the network guard, the hash seed, one thread), so the outputs
-written here are the outputs the tests compare. A notebook is written back only if every cell
-succeeded; on a failure the file is left untouched, the notebook, the cell and the error are
-reported, and the command exits with 1.
-Notebooks run two at a time (one per core of the machine the book targets). On Linux their kernels
-are forked from one process that has already imported PyTorch and the rest (tools/kernel_zygote.py,
-as in the tests; DSC_FRESH_KERNELS=1 turns it off), started here unless one is already there.
+Each notebook runs in a fresh kernel started in its own folder, in the environment nbval gives its
+kernels (tools/kernel_env.py: the network guard, the hash seed, one thread), so the outputs written
+here are the outputs the tests compare. A notebook is written back only if every cell succeeded; on a failure the file is left
+untouched, the notebook, the cell and the error are reported, and the command exits with 1.
+Notebooks run two at a time (one per core of the machine the book targets).
 """
 from __future__ import annotations
 
@@ -17,13 +14,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
-from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kernel_zygote  # noqa: E402
 from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,23 +29,16 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
     """Execute one notebook; return (path, None) on success or (path, error report)."""
     original = path.read_text(encoding="utf-8")
     notebook = nbformat.reads(original, as_version=4)
-    # the Python kernel, forked from the zygote while one serves (as in the tests and the build)
-    manager = KernelManager(kernel_name="python3")
-    manager.kernel_spec.argv = kernel_zygote.launcher_argv(manager.kernel_spec.argv)
     client = NotebookClient(
         notebook,
-        km=manager,
+        kernel_name="python3",
         timeout=600,
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
         shutdown_kernel="immediate",  # every output is in: stop the kernel, skip its slow teardown
     )
     try:
-        try:
-            client.execute()
-        finally:                      # nbclient stops only the kernels whose manager it made
-            if manager.has_kernel:
-                manager.shutdown_kernel(now=True)
+        client.execute()
     except CellExecutionError as error:
         code_cells = [c for c in notebook.cells if c.cell_type == "code"]
         failed = next(
@@ -78,7 +66,6 @@ def main(args: list[str]) -> int:
         return 2
     saved = dict(os.environ)  # given back at the end: a caller's later kernels keep their own
     apply_to_this_process(threads="1")  # the worker processes and their kernels inherit it
-    zygote = kernel_zygote.start()      # None if one already serves (the tests'), or off Linux
     failures = 0
     try:
         with ProcessPoolExecutor(max_workers=min(2, len(paths))) as pool:
@@ -91,7 +78,6 @@ def main(args: list[str]) -> int:
                     print(f"FAILED    {name}: {problem}\n(the file was left untouched)",
                           file=sys.stderr, flush=True)
     finally:
-        kernel_zygote.stop(zygote)
         os.environ.clear()
         os.environ.update(saved)
     return 1 if failures else 0
