@@ -91,7 +91,7 @@ def write_notebook(path: Path, *sources: str) -> str:
     return path.read_text()
 
 
-def test_execute_writes_outputs_in_place(tmp_path):
+def test_execute_writes_outputs_in_place(tmp_path, capfd):
     path = tmp_path / "good.ipynb"
     # the kernel finds the book's dsc_utils from a notebook elsewhere (found, not imported: an import
     # would spend two seconds on PyTorch, and the notebooks' own tests import it anyway)
@@ -102,6 +102,8 @@ def test_execute_writes_outputs_in_place(tmp_path):
     assert [c.execution_count for c in cells] == [1, 2]
     assert cells[0].outputs[0].text == f"{ROOT / 'dsc_utils.py'}\n"
     assert cells[1].outputs[0].data["text/plain"] == "42"
+    # the kernel talked over a Unix socket, not a TCP port (ipykernel warns on its stderr for TCP)
+    assert "TCP" not in capfd.readouterr().err
 
 
 def test_execute_leaves_a_failing_notebook_untouched(tmp_path, capsys):
@@ -165,7 +167,7 @@ def test_cache_is_dropped_when_dsc_utils_changes(tmp_path):
     assert dsc_cache.outdated_notebooks(app, env, set(), set(), set()) == ["chapters/a"]
 
 
-def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capsys):
+def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capfd):
     import execute_into_cache          # imports jupyter-cache and SQLAlchemy: only where needed
     from jupyter_cache import get_cache
 
@@ -181,9 +183,10 @@ def test_build_finds_the_notebooks_executed_into_its_cache(tmp_path, capsys):
     assert executed.cells[0].outputs[0].text == "42\n"
     with pytest.raises(KeyError):       # the failing one is left for the build to run and report
         cache.match_cache_notebook(nbformat.read(broken, as_version=4))
-    assert "broken.ipynb failed" in capsys.readouterr().out
+    output = capfd.readouterr()
+    assert "broken.ipynb failed" in output.out and "TCP" not in output.err
     assert execute_into_cache.main([good], cache_path) == 0         # nothing left to execute
-    assert "executing" not in capsys.readouterr().out
+    assert "executing" not in capfd.readouterr().out
 
 
 def test_the_slowest_first_list_names_every_chapter_and_orders_them():

@@ -34,7 +34,7 @@ from dsc_cache import drop_stale_cache  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
 import kernel_zygote  # noqa: E402
-from kernel_env import slowest_first_rank  # noqa: E402
+from kernel_env import private_connection, slowest_first_rank  # noqa: E402
 
 EXECUTE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["execute"]
 
@@ -43,7 +43,8 @@ def execute_one(path: Path) -> tuple[Path, nbformat.NotebookNode | None, float, 
     """Execute one notebook as MyST-NB's cache mode would: (path, notebook or None, seconds, error)."""
     notebook = nbformat.read(path, as_version=4)
     # the notebook's own kernel (python3), forked from this step's zygote if it runs one
-    manager = KernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"))
+    manager = KernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"),
+                            **private_connection())
     manager.kernel_spec.argv = kernel_zygote.launcher_argv(manager.kernel_spec.argv)
     # "immediate": once every output is in, the kernel is stopped at once rather than asked to exit
     # and waited for (with PyTorch loaded, its interpreter's teardown takes seconds)

@@ -14,12 +14,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
+from kernel_env import (  # noqa: E402
+    apply_to_this_process, private_connection, slowest_first_rank)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -31,14 +33,18 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
     notebook = nbformat.reads(original, as_version=4)
     client = NotebookClient(
         notebook,
-        kernel_name="python3",
+        km=KernelManager(kernel_name="python3", **private_connection()),
         timeout=600,
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
         shutdown_kernel="immediate",  # every output is in: stop the kernel, skip its slow teardown
     )
     try:
-        client.execute()
+        try:
+            client.execute()
+        finally:                      # nbclient stops only the kernels whose manager it made
+            if client.km.has_kernel:
+                client.km.shutdown_kernel(now=True)
     except CellExecutionError as error:
         code_cells = [c for c in notebook.cells if c.cell_type == "code"]
         failed = next(

@@ -60,3 +60,20 @@ def kernel_environment(base: dict | None = None, threads: str | None = "1") -> d
 def apply_to_this_process(threads: str | None = None) -> None:
     """Set the kernels' variables in os.environ, so that every kernel started from here inherits them."""
     os.environ.update(kernel_environment(threads=threads))
+
+
+def private_connection() -> dict:
+    """Keyword arguments for a jupyter_client ``KernelManager`` that talks to its kernel over Unix
+    sockets in Jupyter's runtime folder (private to the user) rather than over TCP ports on
+    localhost, which any local process can reach, and which ipykernel warns about at every start
+    ("Kernel is running over TCP without encryption"). POSIX only; elsewhere, no change (TCP)."""
+    if os.name != "posix":
+        return {}
+    import uuid
+
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    folder = Path(jupyter_runtime_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    # an absolute path: jupyter_client's default ("kernel-ipc") is relative to each side's own folder
+    return {"transport": "ipc", "ip": str(folder / f"kernel-{uuid.uuid4().hex[:12]}-ipc")}
