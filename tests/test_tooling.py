@@ -55,15 +55,6 @@ def test_network_guard_allows_the_machine_itself(event, args):
     network_guard.check(event, args)
 
 
-def run_cell_in_test_kernel(source: str) -> nbformat.NotebookNode:
-    """Run one cell in a kernel started the way nbval starts them under this conftest."""
-    assert os.environ["IPYTHONDIR"] == str(ROOT / "tests" / "ipython")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    NotebookClient(notebook, kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_manager_class=NbvalKernels,
-                   timeout=60, allow_errors=True).execute()
-    return notebook.cells[0]
-
-
 class NbvalKernels(AsyncKernelManager):
     """Kernels as nbval's ``--nbval-current-env`` names them, through its kernelspec manager (which
     conftest.py points at the zygote while one serves)."""
@@ -71,6 +62,15 @@ class NbvalKernels(AsyncKernelManager):
     @default("kernel_spec_manager")
     def _nbval_kernel_specs(self):
         return NbvalKernelspecManager()
+
+
+def run_cell_in_test_kernel(source: str) -> nbformat.NotebookNode:
+    """Run one cell in a kernel started the way nbval starts them under this conftest."""
+    assert os.environ["IPYTHONDIR"] == str(ROOT / "tests" / "ipython")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    NotebookClient(notebook, kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_manager_class=NbvalKernels,
+                   timeout=60, allow_errors=True).execute()
+    return notebook.cells[0]
 
 
 def test_test_kernels_are_offline():

@@ -14,10 +14,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
-from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+from traitlets.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel_env import (  # noqa: E402
@@ -33,18 +33,15 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
     notebook = nbformat.reads(original, as_version=4)
     client = NotebookClient(
         notebook,
-        km=KernelManager(kernel_name="python3", **private_connection()),
+        kernel_name="python3",
+        config=Config(KernelManager=private_connection()),   # the kernel manager nbclient makes
         timeout=600,
         record_timing=False,
         resources={"metadata": {"path": str(path.parent)}},
         shutdown_kernel="immediate",  # every output is in: stop the kernel, skip its slow teardown
     )
     try:
-        try:
-            client.execute()
-        finally:                      # nbclient stops only the kernels whose manager it made
-            if client.km.has_kernel:
-                client.km.shutdown_kernel(now=True)
+        client.execute()
     except CellExecutionError as error:
         code_cells = [c for c in notebook.cells if c.cell_type == "code"]
         failed = next(
