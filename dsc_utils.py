@@ -2558,9 +2558,10 @@ def from_keras(obj) -> nn.Module:
     - ``SeparableConv2D`` becomes a :class:`DepthwiseSeparableConv2d` whose depthwise
       part has no bias (``layer.depthwise.bias = None``): Keras has one bias, after the
       pointwise part;
-    - ``padding='same'`` that Keras applies unevenly (stride > 1, or an even kernel)
-      becomes a :class:`KerasSameConv2d` (for a separable layer: its ``depthwise`` part;
-      the layer's ``padding`` attribute then reads 0);
+    - ``padding='same'`` that Keras may apply unevenly (stride > 1, or an even kernel:
+      uneven or not by the input size) becomes a :class:`KerasSameConv2d`, which pads at
+      every call (for a separable layer: its ``depthwise`` part; the layer's ``padding``
+      attribute then reads 0);
     - batch norm keeps Keras's epsilon (1e-3 by default, not PyTorch's 1e-5) and gets
       PyTorch's momentum ``1 - keras_momentum``;
     - a conv or dense layer with an activation becomes
