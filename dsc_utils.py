@@ -1901,8 +1901,9 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         ``test_accuracy``, after every epoch or only after the last one (a list of one) as
         ``track_train_accuracy`` and ``track_test_accuracy`` say; ``final_train_loss`` and
         ``final_test_loss``: the cross-entropy of the trained model on each whole set, in
-        evaluation mode, from the same forward passes as the last accuracies. Accuracies are
-        fractions.
+        evaluation mode, from the same forward passes as the last accuracies; ``lr``, one float
+        per epoch: the learning rate of every step of that epoch (the cosine schedule steps once an
+        epoch). Accuracies are fractions.
 
     Raises:
         TypeError: ``model`` not an ``nn.Module``, an integer argument of the wrong type, or a
@@ -1946,9 +1947,10 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
             history[f"final_{split}_loss"] = F.cross_entropy(logits, y).item()
         return (logits.argmax(1) == y).double().mean().item()
 
-    history = {"train_loss": [], "train_accuracy": [], "test_accuracy": []}
+    history = {"train_loss": [], "train_accuracy": [], "test_accuracy": [], "lr": []}
     for epoch in range(epochs):
         model.train()
+        history["lr"].append(optimizer.param_groups[0]["lr"])
         order = torch.randperm(len(y_train), generator=generator)
         total = 0.0
         for start in range(0, len(order), batch_size):

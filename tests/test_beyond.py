@@ -1,6 +1,7 @@
 """Tests of separable_decomposition: exact at full rank, optimal and monotone below it, bad input."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -151,6 +152,10 @@ def test_train_digits_is_deterministic_learns_and_reports_its_final_losses():
         assert untracked["final_train_loss"] == F.cross_entropy(model(x_train), y_train).item()
         assert untracked["final_test_loss"] == F.cross_entropy(model(x_test), y_test).item()
     assert untracked["final_test_loss"] == tracked["final_test_loss"]
+    # the learning rate of each epoch: a cosine from lr (0.05 by default) down, one step an epoch
+    assert tracked["lr"] == untracked["lr"] and len(tracked["lr"]) == 3
+    assert tracked["lr"] == pytest.approx([0.05 * (1 + math.cos(math.pi * epoch / 3)) / 2
+                                           for epoch in range(3)], rel=1e-12)
 
 
 
