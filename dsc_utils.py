@@ -134,6 +134,16 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _check_rate(name: str, value, below: float | None = None) -> float:
+    """Return ``value`` as a float if it is a finite real number >= 0 (and < ``below``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0 and (below is None or value < below)):
+        bound = "a finite number >= 0" + ("" if below is None else f" and < {below:g}")
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return float(value)
+
+
 def _check_sizes(name: str, value, minimum: int = 1) -> tuple[int, ...]:
     """An int (one size for every spatial dimension) or a tuple/list with one int per dimension."""
     if isinstance(value, (tuple, list)):
@@ -1872,8 +1882,9 @@ def reset_weights(model, seed=0) -> nn.Module:
 
 
 def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4,
-                 seed=0, track_train_accuracy=False, track_test_accuracy=True) -> dict:
-    """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum 0.9, cosine schedule) and
+                 momentum=0.9, seed=0, track_train_accuracy=False,
+                 track_test_accuracy=True) -> dict:
+    """Train ``model`` on ``data = load_digits_split()`` with SGD (momentum, cosine schedule) and
     return its history: per epoch the training loss, training accuracy and test accuracy, and the
     final model's losses on both sets.
 
@@ -1889,6 +1900,7 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         batch_size (int): images per SGD step. Default: 64.
         lr (float): initial learning rate. Default: 0.05.
         weight_decay (float): L2 penalty on every parameter. Default: 5e-4.
+        momentum (float): SGD's momentum, in [0, 1). Default: 0.9.
         seed (int): seed of the initial weights and of the batch order. Default: 0.
         track_train_accuracy (bool): measure the accuracy on the whole training set after every
             epoch, not only after the last one (it costs a pass over the training set). Default: False.
@@ -1906,9 +1918,11 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         epoch). Accuracies are fractions.
 
     Raises:
-        TypeError: ``model`` not an ``nn.Module``, an integer argument of the wrong type, or a
-            ``track_*`` argument not a bool.
-        ValueError: a non-positive ``epochs`` or ``batch_size``, a negative ``seed``, or ``data``
+        TypeError: ``model`` not an ``nn.Module``, an integer argument of the wrong type, ``lr``,
+            ``weight_decay`` or ``momentum`` not a real number, or a ``track_*`` argument not
+            a bool.
+        ValueError: a non-positive ``epochs`` or ``batch_size``, a negative ``seed``, ``lr`` or
+            ``weight_decay`` negative or not finite, ``momentum`` outside [0, 1), or ``data``
             not four tensors.
 
     The training chapter uses it (and explains why float64); the decomposition chapter trains
@@ -1924,6 +1938,9 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
+    lr = _check_rate("lr", lr)
+    weight_decay = _check_rate("weight_decay", weight_decay)
+    momentum = _check_rate("momentum", momentum, below=1.0)
     if not (isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(d, torch.Tensor) for d in data)):
         raise ValueError(f"data must be (x_train, y_train, x_test, y_test) tensors, got {_describe(data)}")
     for name, value in (("track_train_accuracy", track_train_accuracy),
@@ -1934,7 +1951,7 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
     model.to(x_train.dtype)
     generator = torch.Generator().manual_seed(seed)
     reset_weights(model, seed)      # initial weights drawn from the seed
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9,
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
 

@@ -183,6 +183,14 @@ def test_reset_weights_draws_the_weights_train_digits_starts_from():
     (lambda: du.train_digits(nn.Linear(1, 1), None, epochs=0), ValueError, "epochs must be positive, got 0"),
     (lambda: du.train_digits(nn.Linear(1, 1), (torch.zeros(1),) * 4, track_test_accuracy="no"), TypeError,
      "track_test_accuracy must be True or False, got 'no'"),
+    (lambda: du.train_digits(nn.Linear(1, 1), None, lr=-0.1), ValueError,
+     "lr must be a finite number >= 0, got -0.1"),
+    (lambda: du.train_digits(nn.Linear(1, 1), None, weight_decay=float("nan")), ValueError,
+     "weight_decay must be a finite number >= 0, got nan"),
+    (lambda: du.train_digits(nn.Linear(1, 1), None, momentum=1), ValueError,
+     "momentum must be a finite number >= 0 and < 1, got 1"),
+    (lambda: du.train_digits(nn.Linear(1, 1), None, lr="0.1"), TypeError,
+     "lr must be a number, got '0.1' of type str"),
 ])
 def test_digits_bad_input(call, error, message):
     with pytest.raises(error) as info:
