@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "amx_tile", "amx_int8")
 DIGITS_EPOCHS = 3          # the chapter's recipe: train_digits defaults, 3 epochs, seed 0
+SINGLE_SHARE = 0.5         # single layers and blocks: timed for this share of min_run_time
 
 
 def interleaved(functions: dict, threads: int, rounds: int, min_run_time: float, warmup: int = 2) -> dict:
@@ -222,14 +223,14 @@ def main(argv: list[str]) -> int:
             f"{row['measured']:.2f}x, realized {row['realized']:.2f}")
     results["backward_parts"] = []
     for shape in du.mobilenet_v1_layer_shapes(112):
-        row = backward_parts_case(shape, 2, 1, rounds, min_run_time / 2)
+        row = backward_parts_case(shape, 2, 1, rounds, min_run_time * SINGLE_SHARE)
         results["backward_parts"].append(row)
         dw = row["seconds"]
         say(f"layer {shape['index']:2d}: depthwise grad_weight / forward "
             f"{dw['depthwise grad_weight']['median'] / dw['depthwise forward']['median']:.2f}")
     results["large_kernels"] = []
     for case in block_shapes():
-        row = large_kernel_case(case, 1, rounds, min_run_time / 2)
+        row = large_kernel_case(case, 1, rounds, min_run_time * SINGLE_SHARE)
         results["large_kernels"].append(row)
         share = row["seconds"]["depthwise"]["median"] / sum(v["median"] for v in row["seconds"].values())
         say(f"{case['network']} stage {case['stage']} k={case['kernel']} d={case['dilation']}: "
