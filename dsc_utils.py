@@ -3078,11 +3078,8 @@ def depthwise_weight_decay(model, weight_decay=5e-4, depthwise=0.0) -> list:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    for name, value in (("weight_decay", weight_decay), ("depthwise", depthwise)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {_describe(value)}")
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    weight_decay = _check_rate("weight_decay", weight_decay)
+    depthwise = _check_rate("depthwise", depthwise)
     depthwise_weights = {id(m.weight) for m in model.modules()
                          if layer_kind(m) == "depthwise"}
     handles = []
