@@ -34,6 +34,7 @@ import copy
 import inspect
 import math
 import numbers
+import re
 import statistics
 import sys
 import textwrap
@@ -116,6 +117,7 @@ __all__ = [
     "layer_color",
     "draw_kernel_slide",
     "draw_filter_banks",
+    "make_table",
     "show_source",
 ]
 
@@ -3382,6 +3384,67 @@ def draw_filter_banks(in_channels, out_channels, kernel_size, ax=None):
 # ---------------------------------------------------------------------------------------------------
 # Book helpers
 # ---------------------------------------------------------------------------------------------------
+
+def _cell_text(value) -> str:
+    """A table cell as text: integers with thousands separators, everything else as given."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    return str(value)
+
+
+_NUMBER_TEXT = re.compile(r"^[-+−]?[\d,.]+(e[-+]?\d+)?\s*[%x×]?$|^$")
+
+
+def make_table(header, rows) -> PrettyTable:
+    """A table for the chapters: text columns aligned left, number columns aligned right.
+
+    Integers get thousands separators; every other cell is shown as given (format floats yourself,
+    with the digits the point needs). A column is a number column when all of its cells are numbers
+    or text that reads as a number (``"8.6"``, ``"1,234"``, ``"12%"``, ``"8.4x"``).
+
+    Args:
+        header (list of str): the column titles.
+        rows (iterable of lists): one list per row, as long as ``header``.
+
+    Returns:
+        PrettyTable: renders as a table in Jupyter and in the book, and as text with ``print``.
+
+    Raises:
+        TypeError: ``header`` is not a list or tuple of strings, or a row is not a list or tuple.
+        ValueError: ``header`` is empty, or a row's length differs from the header's.
+
+    Example:
+        >>> print(make_table(["layer", "MACs"], [["conv", 1234567], ["fc", 10]]))
+        +-------+-----------+
+        | layer |      MACs |
+        +-------+-----------+
+        | conv  | 1,234,567 |
+        | fc    |        10 |
+        +-------+-----------+
+    """
+    if not isinstance(header, (list, tuple)) or not all(isinstance(h, str) for h in header):
+        raise TypeError(f"header must be a list of strings, got {_describe(header)}")
+    if not header:
+        raise ValueError("header must name at least one column, got []")
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+        raise TypeError(f"rows must be an iterable of lists, got {_describe(rows)}")
+    rows = list(rows)
+    for number, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)):
+            raise TypeError(f"rows[{number}] must be a list or tuple, got {_describe(row)}")
+        if len(row) != len(header):
+            raise ValueError(f"rows[{number}] has {len(row)} cells, the header {len(header)}")
+    table = PrettyTable(list(header))
+    for row in rows:
+        table.add_row([_cell_text(value) for value in row])
+    for column, title in enumerate(header):
+        cells = [row[column] for row in rows]
+        numeric = bool(cells) and all(
+            (isinstance(v, numbers.Real) and not isinstance(v, bool))
+            or (isinstance(v, str) and _NUMBER_TEXT.match(v.strip())) for v in cells)
+        table.align[title] = "r" if numeric else "l"
+    return table
+
 
 class _Source:
     """Source code that renders as a highlighted Python block in Jupyter and in the book."""

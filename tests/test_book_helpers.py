@@ -56,3 +56,27 @@ def test_every_public_docstring_is_complete():
         if missing:
             incomplete[name] = missing
     assert incomplete == {}
+
+
+def test_make_table_formats_and_aligns_by_column():
+    table = du.make_table(["layer", "MACs", "ratio", "kind"],
+                          [["conv", 1234567, "8.4x", "depthwise"], ["fc", 10, "12%", "pointwise"]])
+    text = str(table)
+    assert "| 1,234,567 |" in text and "|        10 |" in text     # ints: separators, right-aligned
+    assert "| conv  |" in text and "| depthwise |" in text          # text: left-aligned
+    assert table.align["ratio"] == "r" and table.align["kind"] == "l"
+    assert du.make_table(["a"], []).align["a"] == "l"                # no rows: nothing is a number
+
+
+@pytest.mark.parametrize("header, rows, error, message", [
+    ("layer", [], TypeError, "header must be a list of strings, got 'layer'"),
+    (["layer", 3], [], TypeError, "header must be a list of strings"),
+    ([], [], ValueError, "header must name at least one column"),
+    (["a"], 5, TypeError, "rows must be an iterable of lists, got 5"),
+    (["a"], [5], TypeError, "rows[0] must be a list or tuple, got 5"),
+    (["a", "b"], [[1]], ValueError, "rows[0] has 1 cells, the header 2"),
+])
+def test_make_table_refuses_bad_input(header, rows, error, message):
+    with pytest.raises(error) as info:
+        du.make_table(header, rows)
+    assert message in str(info.value)
