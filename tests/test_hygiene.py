@@ -238,9 +238,10 @@ def test_numbers_in_prose_are_glued(path):
     code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     prose = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     assert len(re.findall(r"\bglue\(", code)) >= 3, "fewer than three numbers glued from code"
-    assert len(re.findall(r"\{glue(:text|:md|:any)?\}", prose)) >= 3, "fewer than three glued numbers in prose"
+    assert len(re.findall(r"\{eval\}`glued\(", prose)) >= 3, "fewer than three glued numbers in prose"
     defined = set(re.findall(r"""\bglue\(\s*f?["']([^"'{}]+)["']""", code))
-    used = {name.split(":")[0] for name in re.findall(r"\{glue(?::text|:md|:any)?\}`([^`]+)`", prose)}
+    used = {key.rsplit(":", 1)[0] if ":" in key else key
+            for key in re.findall(r"""\{eval\}`glued\(["']([^"']+)["']\)`""", prose)}
     templated = re.findall(r"""\bglue\(\s*f["']([^"']*\{[^"']*)["']""", code)
     patterns = [re.compile("^" + re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(t)) + "$") for t in templated]
     missing = {n for n in used - defined if not any(p.match(n) for p in patterns)}
@@ -299,3 +300,75 @@ def test_the_book_speaks_of_its_subject(path):
         text = "".join(cell["source"]) + visible_text(cell)
         match = PROJECT_TALK.search(text)
         assert match is None, f"talks about the project rather than the subject: {match.group(0)!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Pages a reader finishes: the answer first, at most 3,000 words, checks out of the page
+# ----------------------------------------------------------------------------------------------
+
+def _reading_stats():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reading_stats", ROOT / "tools" / "reading_stats.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+READING = _reading_stats()
+HIDDEN_CHECK_TALK = re.compile(r"hidden cell|cell below checks|checked in a hidden|the hidden (check|assert)",
+                               re.I)
+UNNAMED_SOURCE = re.compile(r"widely read (article|explanation|blog)|one (popular )?(article|tutorial|blog)|"
+                            r"lecture notes among|a popular (tutorial|article|explanation)", re.I)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_page_is_short_and_answers_first(path):
+    stats = READING.page_stats(path)
+    assert stats["words"] <= READING.MAX_WORDS, \
+        f"{stats['words']:,} words of visible prose (at most {READING.MAX_WORDS:,}: cut, or split the page)"
+    assert stats["folds"] <= READING.MAX_FOLDS, \
+        f"{stats['folds']} fold toggles (at most {READING.MAX_FOLDS}; checks go in remove-cell cells)"
+    assert stats["opening_words"] <= READING.MAX_OPENING + 10, \
+        f"the opening paragraph has {stats['opening_words']} words (the answer in about 120)"
+    assert re.search(r"\{(glue(:text|:md|:any)?|eval)\}`", stats["opening"]), \
+        "the opening paragraph states no number computed by the page (glue one)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_prose_neither_points_at_hidden_checks_nor_cites_unnamed_sources(path):
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "markdown" or "remove-cell" in cell.get("metadata", {}).get("tags", []):
+            continue
+        text = "".join(cell["source"])
+        match = HIDDEN_CHECK_TALK.search(text)
+        assert match is None, f"the prose tells the reader about a hidden check: {match.group(0)!r}"
+        match = UNNAMED_SOURCE.search(text)
+        assert match is None or re.search(r"\{cite(:[pt])?\}`", text), \
+            f"a claim attributed to an unnamed source, with no citation: {match.group(0)!r}"
+
+
+sys_path_tools = str(ROOT / "tools")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_prose_numbers_show_in_jupyterlab(path):
+    """Every number of the prose is an {eval}`glued("name")` role (jupyterlab-myst renders it; a
+    {glue:text} role shows as raw markup there), and each markdown cell stores the text that the role
+    shows, exactly as the HTML book renders it from the glued value (tools/prose_numbers.py)."""
+    import sys
+
+    sys.path.insert(0, sys_path_tools)
+    try:
+        import prose_numbers
+    finally:
+        sys.path.remove(sys_path_tools)
+    notebook = json.loads(path.read_text())
+    for number, (cell, wanted) in enumerate(zip(notebook["cells"], prose_numbers.expected(notebook))):
+        if cell["cell_type"] != "markdown":
+            continue
+        source = "".join(cell["source"])
+        assert not re.search(r"\{glue(:[a-z]+)?\}`", source), \
+            f"cell {number}: a glue role, which JupyterLab shows as raw markup: write {{eval}}`glued(...)`"
+        assert cell.get("metadata", {}).get("user_expressions") == wanted, \
+            f"cell {number}: the numbers stored for JupyterLab are stale: run python3 book.py execute {path.name}"

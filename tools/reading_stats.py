@@ -28,7 +28,8 @@ MAX_WORDS, MAX_FOLDS, MAX_OPENING = 3000, 6, 120
 
 
 def prose_words(markdown: str) -> int:
-    text = re.sub(r"```.*?```|\$\$.*?\$\$|^:::.*$", " ", markdown, flags=re.S | re.M)
+    text = re.sub(r"```.*?```|\$\$.*?\$\$", " ", markdown, flags=re.S)
+    text = re.sub(r"^\s*(:::|:[a-z-]+:).*$", " ", text, flags=re.M)   # directive and option lines
     text = re.sub(r"\{[a-z:]+\}`[^`]*`", "X", text)
     return len(re.findall(r"[A-Za-z][A-Za-z'-]*", text))
 

@@ -3,7 +3,9 @@
     python3 book.py browser        # after python3 book.py build; .ci/run does both
 
 Fails (exit 1) if any page has a console error, an image that does not load, an internal link or
-anchor that does not resolve, an equation left as raw TeX or a MathJax error, an empty code output
+anchor that does not resolve, an equation left as raw TeX or a MathJax error, role markup left
+unprocessed or a bare label where a number belongs (a caption given in cell metadata prints
+"eq-dw-share" for {eq}`eq-dw-share`), an empty code output
 where the notebook has one, or a code or output block that scrolls sideways in a 1280-pixel window.
 The book is served from 127.0.0.1; every request that would leave the
 machine is refused, except MathJax, which is answered from the npm package installed next to this file
@@ -92,10 +94,17 @@ CHECK_PAGE_JS = """async () => {
   // text nodes outside code that still look like TeX: a backslash command or display dollars
   const walker = document.createTreeWalker(document.querySelector('article') || document.body, NodeFilter.SHOW_TEXT);
   const rawTex = [];
+  const rawMarkup = [];
   while (walker.nextNode()) {
     const node = walker.currentNode;
     if (node.parentElement && visible(node.parentElement) && /\\\\[a-zA-Z]{2,}|\\$\\$|\\\\\\(|\\\\\\[/.test(node.textContent)) {
       rawTex.push(node.textContent.trim().slice(0, 80));
+    }
+    // role or directive markup that was not processed ({eq}`...`, {glue:text}`...`, :::), and a bare
+    // label where a role should have put a number (a caption in cell metadata prints "eq-dw-share")
+    if (node.parentElement && visible(node.parentElement) &&
+        /\{[a-z:-]+\}`|^\s*:::|\b(eq|fig|tab)-[a-z0-9]+(-[a-z0-9]+)+\b/.test(node.textContent)) {
+      rawMarkup.push(node.textContent.trim().slice(0, 80));
     }
   }
   const cells = Array.from(document.querySelectorAll('div.cell'));
@@ -103,6 +112,7 @@ CHECK_PAGE_JS = """async () => {
     equations: document.querySelectorAll('mjx-container').length,
     mathErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
     rawTex: rawTex,
+    rawMarkup: rawMarkup,
     images: Array.from(document.images).map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0})),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
     blocks: Array.from(document.querySelectorAll('pre')).filter(p => p.offsetParent !== null).length,
@@ -167,6 +177,8 @@ def main() -> int:
             if result["mathErrors"]:
                 problems.append(f"{name}: {result['mathErrors']} MathJax error(s)")
             problems += [f"{name}: raw TeX on the page: {t!r}" for t in result["rawTex"]]
+            problems += [f"{name}: role markup or a bare label on the page: {t!r}"
+                         for t in result["rawMarkup"]]
             problems += [f"{name}: a code or output block scrolls sideways at 1280 px: {line!r}"
                          for line in result["sideways"]]
             totals["blocks"] += result["blocks"]
