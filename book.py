@@ -7,7 +7,7 @@
     python3 book.py test --cpu sse4       # the same on one emulated CPU (native, avx2 or sse4)
     python3 book.py execute [NOTEBOOK...] # re-execute notebooks, write their outputs back in place
     python3 book.py bench [--quick]       # the speed benchmark, into benchmarks/results.json
-    python3 book.py browser               # every built page checked in headless Chromium, offline
+    python3 book.py browser               # every built page, and every notebook in JupyterLab, in Chromium
     python3 book.py lab                   # JupyterLab in the book's environment
 
 Needs only Python 3.11+ and access to the package registries. The environment lives in .venv/ and is
@@ -194,12 +194,16 @@ def bench(args: list[str]) -> int:
 
 
 def browser(args: list[str]) -> int:
-    """Open every built page in headless Chromium, offline (tests/browser/check_pages.py)."""
+    """Open every built page in headless Chromium, offline (tests/browser/check_pages.py), then every
+    notebook in JupyterLab (tests/browser/check_lab.py)."""
     if not (ROOT / "tests" / "browser" / "node_modules" / "mathjax").exists():
         npm = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", "tests/browser"], cwd=ROOT)
         if npm.returncode != 0:
             fail("npm could not install MathJax for the browser check (tests/browser/package-lock.json)")
-    return subprocess.run([str(PYTHON), str(ROOT / "tests" / "browser" / "check_pages.py"), *args], cwd=ROOT).returncode
+    pages = subprocess.run([str(PYTHON), str(ROOT / "tests" / "browser" / "check_pages.py"), *args], cwd=ROOT)
+    # the same prose in JupyterLab (jupyterlab-myst), as `book.py lab` shows it
+    lab = subprocess.run([str(PYTHON), str(ROOT / "tests" / "browser" / "check_lab.py")], cwd=ROOT)
+    return pages.returncode or lab.returncode
 
 
 def lab(args: list[str]) -> int:

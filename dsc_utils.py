@@ -117,7 +117,10 @@ __all__ = [
     "layer_color",
     "draw_kernel_slide",
     "draw_filter_banks",
+    "draw_dsc_data_flow",
     "make_table",
+    "glue",
+    "glued",
     "show_source",
 ]
 
@@ -3381,6 +3384,154 @@ def draw_filter_banks(in_channels, out_channels, kernel_size, ax=None):
     return ax, weights
 
 
+def draw_dsc_data_flow(in_channels=3, out_channels=4, kernel_size=3, size=5, ax=None):
+    r"""Draw the data flowing through a depthwise separable convolution, one output value traced.
+
+    Five columns, left to right, each titled with its shape: the M input maps
+    (:math:`D_F \times D_F`), the M depthwise filters (one :math:`D_K \times D_K` filter per
+    map), the M intermediate maps (:math:`D_G \times D_G`), the N pointwise filters
+    (:math:`1 \times 1 \times M`, drawn as a column of M weights) and the N output maps. Stride
+    1 and no padding, so :math:`D_G = D_F - D_K + 1`. One output value is traced through both
+    steps: the value at row and column :math:`(D_G - 1) // 2` of output map 1, the M
+    intermediate values at the same position that pointwise filter 1 weighs, and the
+    :math:`D_K \times D_K` window of each input map that depthwise filter m reads. Depthwise in
+    ``LAYER_COLORS['depthwise']``, pointwise in ``LAYER_COLORS['pointwise']``; the traced
+    patches carry the gids ``'window'``, ``'traced-intermediate'``, ``'traced-filter'`` and
+    ``'traced-output'``. Explained in the chapter on the cost of a depthwise separable
+    convolution.
+
+    Args:
+        in_channels (int): input channels M, from 1 to 6. Default: 3.
+        out_channels (int): output channels N, from 1 to 6. Default: 4.
+        kernel_size (int): kernel side D_K in pixels, from 1 to ``size``. Default: 3.
+        size (int): input side D_F in pixels, from 1 to 9. Default: 5.
+        ax (matplotlib.axes.Axes, optional): where to draw. Default: a new figure, sized
+            at 0.32 inch per cell.
+
+    Returns:
+        tuple: ``(ax, shapes)``: the axes drawn on, and a dict of the shapes drawn, as
+        PyTorch stores them for one image: ``'input'`` (M, D_F, D_F), ``'depthwise'``
+        (M, 1, D_K, D_K), ``'intermediate'`` (M, D_G, D_G), ``'pointwise'`` (N, M, 1, 1)
+        and ``'output'`` (N, D_G, D_G).
+
+    Raises:
+        TypeError: a size that is not an integer, or an ``ax`` that is not an Axes.
+        ValueError: a size out of the ranges above (larger ones are not readable), or a
+            kernel larger than the input.
+
+    Example:
+        >>> ax, shapes = draw_dsc_data_flow(3, 4, kernel_size=3, size=5)
+        >>> shapes["depthwise"], shapes["intermediate"], shapes["output"]
+        ((3, 1, 3, 3), (3, 3, 3), (4, 3, 3))
+        >>> import matplotlib.pyplot as plt; plt.close(ax.figure)
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    m = _check_int("in_channels", in_channels, 1)
+    n = _check_int("out_channels", out_channels, 1)
+    k = _check_int("kernel_size", kernel_size, 1)
+    s = _check_int("size", size, 1)
+    for name, value, largest in (("in_channels", m, 6), ("out_channels", n, 6),
+                                 ("size", s, 9)):
+        if value > largest:
+            raise ValueError(f"{name} must be at most {largest} to draw, got {value}")
+    if k > s:
+        raise ValueError(f"kernel_size must be at most size (no padding), got "
+                         f"kernel_size={k} and size={s}")
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {_describe(ax)}")
+    g = s - k + 1                                   # D_G: stride 1, no padding
+    row = col = (g - 1) // 2                        # the traced output position
+    depthwise, pointwise = layer_color("depthwise"), layer_color("pointwise")
+    pale = (*to_rgb(depthwise), 0.35)              # see-through: the grid shows
+    gap, space = 1.0, 2.6                           # between maps; between columns
+    heights = (m * s + (m - 1) * gap, n * m + (n - 1) * gap, n * g + (n - 1) * gap)
+    height = max(heights)
+    top_in, top_pw, top_out = ((height - h) / 2 for h in heights)
+    x_in, x_dw = 0.0, max(s, 2) + space             # columns at least 2 cells wide
+    x_mid = x_dw + max(k, 2) + space
+    x_pw = x_mid + max(g, 2) + space
+    x_out = x_pw + 2 + space
+    new_figure = ax is None
+    if new_figure:
+        _, ax = plt.subplots()
+    ax.figure.patch.set_facecolor("white")
+
+    def cells(x, y, rows, cols, face="white", gid=None):
+        for r in range(rows):
+            for c in range(cols):
+                ax.add_patch(Rectangle((x + c, y + r), 1, 1, facecolor=face,
+                                       edgecolor="0.35", linewidth=0.7, gid=gid))
+
+    def arrow(start, end, color):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9,
+                                     color=color, linewidth=1.1, shrinkA=1, shrinkB=1))
+
+    slot = s + gap                                  # one input channel's band
+    for i in range(m):
+        y_in = top_in + i * slot
+        cells(x_in, y_in, s, s)
+        ax.add_patch(Rectangle((x_in + col, y_in + row), k, k, facecolor=pale,
+                               edgecolor=depthwise, linewidth=2.2, gid="window"))
+        ax.text(x_in - 0.3, y_in + s / 2, f"m = {i + 1}", ha="right", va="center",
+                fontsize=8)
+        y_dw = y_in + (s - k) / 2
+        cells(x_dw, y_dw, k, k, face=depthwise)
+        y_mid = y_in + (s - g) / 2
+        cells(x_mid, y_mid, g, g)
+        ax.add_patch(Rectangle((x_mid + col, y_mid + row), 1, 1, facecolor=depthwise,
+                               edgecolor="black", linewidth=1.4, gid="traced-intermediate"))
+        arrow((x_in + s, y_in + row + k / 2), (x_dw, y_dw + k / 2), depthwise)
+        arrow((x_dw + k, y_dw + k / 2), (x_mid, y_mid + row + 0.5), depthwise)
+        arrow((x_mid + g, y_mid + row + 0.5), (x_pw, top_pw + i + 0.5), pointwise)
+    for j in range(n):
+        y_pw = top_pw + j * (m + gap)
+        cells(x_pw, y_pw, m, 1, face=pointwise)
+        y_out = top_out + j * (g + gap)
+        cells(x_out, y_out, g, g)
+        ax.text(x_out + g + 0.3, y_out + g / 2, f"n = {j + 1}", ha="left", va="center",
+                fontsize=8)
+    ax.add_patch(Rectangle((x_pw, top_pw), 1, m, fill=False, edgecolor="black",
+                           linewidth=2.0, gid="traced-filter"))
+    ax.add_patch(Rectangle((x_out + col, top_out + row), 1, 1, facecolor=pointwise,
+                           edgecolor="black", linewidth=1.4, gid="traced-output"))
+    arrow((x_pw + 1, top_pw + m / 2), (x_out + col, top_out + row + 0.5), pointwise)
+
+    shapes = {"input": (m, s, s), "depthwise": (m, 1, k, k), "intermediate": (m, g, g),
+              "pointwise": (n, m, 1, 1), "output": (n, g, g)}
+    titles = [
+        (x_in + s / 2, "input maps", r"$M \times D_F \times D_F$", shapes["input"]),
+        (x_dw + k / 2, "depthwise\nfilters", r"$M \times D_K \times D_K$", (m, k, k)),
+        (x_mid + g / 2, "intermediate\nmaps", r"$M \times D_G \times D_G$",
+         shapes["intermediate"]),
+        (x_pw + 0.5, "pointwise\nfilters", r"$N \times 1 \times 1 \times M$", (n, 1, 1, m)),
+        (x_out + g / 2, "output maps", r"$N \times D_G \times D_G$", shapes["output"]),
+    ]
+    for x, name, symbols, shape in titles:
+        ax.text(x, -0.5, f"{name}\n{symbols}\n= {' × '.join(map(str, shape))}",
+                ha="center", va="bottom", fontsize=9, linespacing=1.4)
+    notes = (f"depthwise: filter m reads a {k}×{k} window of input map m only and "
+             f"writes one value of intermediate map m",
+             f"pointwise: filter n = 1 weighs the {m} intermediate values at that position "
+             f"into one value of output map 1, which sees {k}×{k}×{m} = {k * k * m} inputs")
+    for number, note in enumerate(notes):
+        ax.text(x_in - 2.2, height + 1.0 + 1.1 * number, note, ha="left", va="top",
+                fontsize=8.5)
+    left = x_in - 2.4
+    right = max(x_out + g + 1.2, left + 28)         # room for the notes
+    bottom, top = height + 3.4, -3.8
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)                        # row 0 at the top, as in an image
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if new_figure:
+        ax.figure.set_size_inches(0.32 * (right - left) + 0.3, 0.32 * (bottom - top))
+    return ax, shapes
+
+
 # ---------------------------------------------------------------------------------------------------
 # Book helpers
 # ---------------------------------------------------------------------------------------------------
@@ -3444,6 +3595,113 @@ def make_table(header, rows) -> PrettyTable:
             or (isinstance(v, str) and _NUMBER_TEXT.match(v.strip())) for v in cells)
         table.align[title] = "r" if numeric else "l"
     return table
+
+
+# The values a page glues for its prose, by name: ``glue`` records them, ``glued`` shows them.
+_GLUED: dict[str, object] = {}
+GLUED_LATER = "[computed below]"
+
+
+class _Text:
+    """Text that Jupyter shows as it is (no quotes): what a ``{eval}`` role in the prose displays."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _format_glued(value, spec: str) -> str:
+    """``value`` as MyST-NB's ``{glue:text}`name:spec``` role prints it (from its plain-text repr)."""
+    from myst_nb.core.variables import format_plain_text
+
+    return format_plain_text(repr(value), spec or "s")
+
+
+def _split_glue_key(key) -> tuple[str, str]:
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a string 'name' or 'name:format', got {_describe(key)}")
+    name, _, spec = key.rpartition(":") if ":" in key else (key, "", "")
+    if not name.strip():
+        raise ValueError(f"key must start with a glued name, got {key!r}")
+    return name, spec
+
+
+def glue(name, value, display=False) -> None:
+    """Record a value a page computed, under a name, for its prose to show.
+
+    The prose of a chapter writes ``{eval}`glued("name:.2f")``` where a number belongs. The value is
+    also glued with MyST-NB (``myst_nb.glue``), so the notebook stores it as an output that nbval
+    compares on every run, and the book renders the role from that output; JupyterLab (with
+    jupyterlab-myst) shows the text that ``book.py execute`` stores beside the role in the cell's
+    metadata. Explained in the README ("Reading the notebooks in JupyterLab").
+
+    Args:
+        name (str): the value's name, unique on the page; no colon (it separates the format).
+        value: a number or a string (its ``repr`` is what is stored and compared).
+        display (bool): also show the value as the cell's output. Default: False.
+
+    Returns:
+        None.
+
+    Raises:
+        TypeError: ``name`` is not a string, or ``display`` not a bool.
+        ValueError: ``name`` is empty or contains a colon.
+
+    Example:
+        >>> glue("ch0-answer", 42)           # doctest: +SKIP
+        >>> glued("ch0-answer:,d")           # doctest: +SKIP
+        42
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {_describe(name)}")
+    if not name.strip() or ":" in name:
+        raise ValueError(f"name must be a non-empty name without a colon, got {name!r}")
+    if not isinstance(display, bool):
+        raise TypeError(f"display must be True or False, got {_describe(display)}")
+    _GLUED[name] = value
+    try:
+        from myst_nb import glue as myst_glue
+    except ModuleNotFoundError:  # pragma: no cover - outside the book's environment
+        if display:
+            print(value)
+        return
+    myst_glue(name, value, display=display)
+
+
+def glued(key) -> _Text:
+    """The text a glued value shows in the prose: ``glued("name")`` or ``glued("name:format")``.
+
+    ``format`` is a format specification (``.2f``, ``,d``, ``.1%``), applied as MyST-NB's
+    ``{glue:text}`` role applies it, so the HTML book and JupyterLab show the same text. A name not
+    glued yet (the prose above a cell that computes it, in a notebook run from the top) shows
+    ``[computed below]``.
+    Every chapter's prose uses it; the README's "Reading the notebooks in JupyterLab" explains it.
+
+    Args:
+        key (str): ``"name"`` or ``"name:format"``.
+
+    Returns:
+        an object that Jupyter shows as the formatted text, without quotes (its ``text``).
+
+    Raises:
+        TypeError: ``key`` is not a string.
+        ValueError: ``key`` has no name, or the value cannot be shown in that format.
+
+    Example:
+        >>> glue("ch0-ratio", 8.6875)        # doctest: +SKIP
+        >>> glued("ch0-ratio:.2f")           # doctest: +SKIP
+        8.69
+    """
+    name, spec = _split_glue_key(key)
+    if name not in _GLUED:
+        return _Text(GLUED_LATER)
+    try:
+        return _Text(_format_glued(_GLUED[name], spec))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"key={key!r}: the value {_GLUED[name]!r} cannot be shown in format "
+                         f"{spec!r} ({error})") from None
 
 
 class _Source:

@@ -80,3 +80,36 @@ def test_make_table_refuses_bad_input(header, rows, error, message):
     with pytest.raises(error) as info:
         du.make_table(header, rows)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value, spec, shown", [
+    (8.6875, ".2f", "8.69"), (1234567, ",d", "1,234,567"), (1234567, "", "1234567"),
+    (0.1234, ".1%", "12.3%"), ("ONNX Runtime", "", "ONNX Runtime"), (3, ".1f", "3.0"),
+])
+def test_glued_shows_what_the_book_renders(value, spec, shown):
+    """glued() in the kernel (what JupyterLab shows when a reader runs a cell) formats exactly as
+    the book renders the same glued value (MyST-NB's {glue:text} formatting of its stored repr)."""
+    from myst_nb.core.variables import format_plain_text
+
+    du.glue("test-value", value)
+    key = "test-value" + (f":{spec}" if spec else "")
+    assert repr(du.glued(key)) == shown == format_plain_text(repr(value), spec or "s")
+
+
+def test_glued_before_the_value_exists_says_so():
+    assert repr(du.glued("test-not-glued-yet:.2f")) == du.GLUED_LATER
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: du.glue(3, 1), TypeError, "name must be a string, got 3"),
+    (lambda: du.glue("a:b", 1), ValueError, "name must be a non-empty name without a colon, got 'a:b'"),
+    (lambda: du.glue("a", 1, display="no"), TypeError, "display must be True or False, got 'no'"),
+    (lambda: du.glued(5), TypeError, "key must be a string 'name' or 'name:format', got 5"),
+    (lambda: du.glued(":.2f"), ValueError, "key must start with a glued name, got ':.2f'"),
+    (lambda: (du.glue("test-text", "abc"), du.glued("test-text:.2f")), ValueError,
+     "key='test-text:.2f': the value 'abc' cannot be shown in format '.2f'"),
+])
+def test_glue_refuses_bad_input(call, error, message):
+    with pytest.raises(error) as info:
+        call()
+    assert message in str(info.value)

@@ -2,7 +2,8 @@
 
 Each notebook runs in a fresh kernel started in its own folder, in the environment nbval gives its
 kernels (tools/kernel_env.py: the network guard, the hash seed, one thread), so the outputs written
-here are the outputs the tests compare. A notebook is written back only if every cell succeeded; on a failure the file is left
+here are the outputs the tests compare. The numbers in the prose are stored with each markdown cell
+for JupyterLab (tools/prose_numbers.py). A notebook is written back only if every cell succeeded; on a failure the file is left
 untouched, the notebook, the cell and the error are reported, and the command exits with 1.
 Notebooks run two at a time (one per core of the machine the book targets).
 """
@@ -20,6 +21,7 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 from traitlets.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prose_numbers  # noqa: E402
 from kernel_env import (  # noqa: E402
     apply_to_this_process, private_connection, slowest_first_rank)
 
@@ -55,6 +57,10 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
         return path, f"{type(error).__name__}: {error}"
     # how a print is split into stream messages depends on timing: merge them, as nbval compares them
     notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    try:  # the prose's numbers, for JupyterLab (tools/prose_numbers.py)
+        prose_numbers.store(notebook)
+    except prose_numbers.ProseNumberError as error:
+        return path, f"the prose: {error}"
     text = nbformat.writes(notebook) + "\n"
     if text != original:
         path.write_text(text, encoding="utf-8")
