@@ -79,7 +79,12 @@ __all__ = [
     "count_params",
     "param_table",
     "MOBILENET_V1_BLOCKS",
+    "MOBILENET_PAPER_TABLE_2",
+    "MOBILENET_PAPER_TABLE_3",
     "MOBILENET_PAPER_TABLE_4",
+    "MOBILENET_PAPER_TABLE_6",
+    "MOBILENET_PAPER_TABLE_7",
+    "MOBILENET_V2_PAPER",
     "mobilenet_v1_layer_shapes",
     "mobilenet_v1",
     "InvertedResidual",
@@ -1226,7 +1231,7 @@ def param_table(model) -> PrettyTable:
 # MobileNet v1 (Howard et al., 2017, Table 1) after its first convolution: (output
 # channels, stride) of the 13 depthwise separable blocks. The paper's table prints "s2"
 # for the 13th depthwise layer, but also gives its input and the next layer's input as
-# 7x7: the stride is 1 (see the MobileNet chapter).
+# 7x7: the stride is 1 (see the appendix, "Checking the published numbers").
 MOBILENET_V1_BLOCKS = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
@@ -1243,6 +1248,32 @@ MOBILENET_PAPER_TABLE_4 = {
                        "params_millions": 29.3},
     "MobileNet": {"top1": 70.6, "mult_adds_millions": 569, "params_millions": 4.2},
 }
+
+
+# Tables 2, 3, 6 and 7 of Howard et al. (2017) and MobileNetV2's headline figures (Sandler et
+# al., 2018, ImageNet comparison), as printed, never recomputed: the MobileNet chapter and the
+# appendix "Checking the published numbers" print them beside the counts.
+# Table 2: layer type -> (% of mult-adds, % of parameters)
+MOBILENET_PAPER_TABLE_2 = {
+    "Conv 1 × 1": (94.86, 74.59),
+    "Conv DW 3 × 3": (3.06, 1.06),
+    "Conv 3 × 3": (1.19, 0.02),
+    "Fully Connected": (0.18, 24.33),
+}
+# Table 3: the 14x14x512 layer made cheaper step by step -> (million MACs, million parameters)
+MOBILENET_PAPER_TABLE_3 = {
+    "Convolution": (462, 2.36),
+    "Depthwise Separable Conv": (52.3, 0.27),
+    "α = 0.75": (29.6, 0.15),
+    "ρ = 0.714": (15.1, 0.15),
+}
+# Tables 6 (width multiplier) and 7 (resolution): (top-1 %, million MACs, million parameters)
+MOBILENET_PAPER_TABLE_6 = {1.0: (70.6, 569, 4.2), 0.75: (68.4, 325, 2.6),
+                           0.5: (63.7, 149, 1.3), 0.25: (50.6, 41, 0.5)}
+MOBILENET_PAPER_TABLE_7 = {224: (70.6, 569, 4.2), 192: (69.1, 418, 4.2),
+                           160: (67.2, 290, 4.2), 128: (64.4, 186, 4.2)}
+# MobileNetV2 at width 1.0 and 224x224: million MACs, million parameters
+MOBILENET_V2_PAPER = {"MACs": 300, "parameters": 3.4}
 
 
 def mobilenet_v1_layer_shapes(resolution=224) -> list[dict]:
