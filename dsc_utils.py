@@ -275,8 +275,8 @@ def conv2d_by_hand(input, weight, stride=1, padding=0, dilation=1, groups=1):
         - output: ``(out_channels, out_height, out_width)``, as :func:`conv_output_size` gives.
 
     Returns:
-        tuple: ``(output, multiplications)``: the output (a tensor in ``input``'s dtype) and the
-        number of scalar multiplications done.
+        tuple: ``(output, macs)``: the output (a tensor in ``input``'s dtype) and the number of
+        multiply-accumulates (MACs) done, one per scalar multiplication.
 
     Raises:
         TypeError: ``input`` or ``weight`` not a tensor, their dtypes differ, or an argument of
@@ -306,7 +306,7 @@ def conv2d_by_hand(input, weight, stride=1, padding=0, dilation=1, groups=1):
     outputs_per_group = out_channels // groups
 
     output = [[[0.0] * out_w for _ in range(out_h)] for _ in range(out_channels)]
-    multiplications = 0
+    macs = 0
     for n in range(out_channels):                    # every kernel (output channel)
         first_input = (n // outputs_per_group) * channels_per_group
         for i in range(out_h):                       # every output row ...
@@ -319,9 +319,9 @@ def conv2d_by_hand(input, weight, stride=1, padding=0, dilation=1, groups=1):
                             row = i * stride[0] + u * dilation[0]
                             column = j * stride[1] + v * dilation[1]
                             total += channel[row][column] * w[n][c][u][v]
-                            multiplications += 1
+                            macs += 1
                 output[n][i][j] = total
-    return torch.tensor(output, dtype=input.dtype), multiplications
+    return torch.tensor(output, dtype=input.dtype), macs
 
 
 def _check_by_hand(input, weight, stride, padding, dilation, groups):
@@ -903,16 +903,16 @@ def cost_table(model, *inputs, **kwargs) -> PrettyTable:
 
     Example:
         >>> print(cost_table(nn.Linear(10, 10), torch.zeros(2, 10)))
-        +---------+--------+--------------+-------+--------+
-        | layer   | type   | output shape | mults | params |
-        +---------+--------+--------------+-------+--------+
-        | (model) | Linear |         2x10 |   200 |    110 |
-        +---------+--------+--------------+-------+--------+
-        | total   |        |              |   200 |    110 |
-        +---------+--------+--------------+-------+--------+
+        +---------+--------+--------------+------+--------+
+        | layer   | type   | output shape | MACs | params |
+        +---------+--------+--------------+------+--------+
+        | (model) | Linear |         2x10 |  200 |    110 |
+        +---------+--------+--------------+------+--------+
+        | total   |        |              |  200 |    110 |
+        +---------+--------+--------------+------+--------+
     """
     costs = layer_costs(model, *inputs, **kwargs)
-    table = PrettyTable(["layer", "type", "output shape", "mults", "params"])
+    table = PrettyTable(["layer", "type", "output shape", "MACs", "params"])
     table.align = "r"
     table.align["layer"] = table.align["type"] = "l"
     for index, cost in enumerate(costs):
