@@ -103,7 +103,7 @@ CHECK_PAGE_JS = """async () => {
     // role or directive markup that was not processed ({eq}`...`, {glue:text}`...`, :::), and a bare
     // label where a role should have put a number (a caption in cell metadata prints "eq-dw-share")
     if (node.parentElement && visible(node.parentElement) &&
-        /\{[a-z:-]+\}`|^\s*:::|\b(eq|fig|tab)-[a-z0-9]+(-[a-z0-9]+)+\b/.test(node.textContent)) {
+        /\\{[a-z:-]+\\}`|^\\s*:::|\\b(eq|fig|tab)-[a-z0-9]+(-[a-z0-9]+)+\\b/.test(node.textContent)) {
       rawMarkup.push(node.textContent.trim().slice(0, 80));
     }
   }
