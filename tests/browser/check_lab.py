@@ -9,7 +9,8 @@ served on 127.0.0.1 with a throw-away settings folder (every cell rendered at on
 request that would leave the machine is refused. Fails (exit 1) if a notebook's markdown cells do not
 all render, or if rendered prose shows role or directive markup ({glue:text}`...`, {eval}`...`,
 :::), an {eval} expression that was not evaluated (jupyterlab-myst then prints the expression), a
-number still to be computed, or an error. A screenshot of each notebook's first screen is saved in
+number still to be computed, or an error; and it runs one notebook from the top, as a reader does
+("Run All"): every cell must succeed and the prose keep its numbers. A screenshot of each notebook's first screen is saved in
 _build/screenshots/lab_*.png. Chromium is Debian's (/usr/bin/chromium), never a downloaded one.
 """
 from __future__ import annotations
@@ -38,7 +39,28 @@ SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
+# notebooks also run from the top, as a reader runs them ("Run All"): every code cell must succeed
+# and the prose must still show its numbers. (jupyterlab-myst 2.7.0 keeps the stored text then; a
+# markdown cell it evaluates asks the kernel for dsc_utils.glued(...), which every page imports.)
+RUN_ALL = ["04-3_groups_and_variants.ipynb"]
+RUN_STATE_JS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  const cells = panel.content.model.cells;
+  let pending = 0, errors = 0;
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    if (cell.type !== 'code') continue;
+    if (cell.executionCount === null) pending += 1;
+    for (let j = 0; j < cell.outputs.length; j++) {
+      if (cell.outputs.get(j).type === 'error') errors += 1;
+    }
+  }
+  const session = panel.sessionContext.session;
+  return {pending: pending, errors: errors,
+          busy: !session || !session.kernel || session.kernel.status !== 'idle'};
+}"""
 RENDERED_JS = """() => {
   const cells = Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-MarkdownCell'));
   return {cells: cells.length,
@@ -59,6 +81,37 @@ def markdown_cells(path: Path) -> int:
     return sum(1 for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
 
 
+def run_all(page, name: str) -> list[str]:
+    """Run every cell from the top in the page's kernel, as a reader does: no code cell may fail, and
+    the prose must still show its numbers (no failed expression, no expression left as text)."""
+    deadline = time.monotonic() + 120                  # the kernel starts with the page
+    while time.monotonic() < deadline and page.evaluate(RUN_STATE_JS)["busy"]:
+        time.sleep(0.5)
+    # cleared first, so that a cell that has not run yet has no execution count
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    state = {"pending": 1, "errors": 0, "busy": True}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (state["pending"] or state["busy"]):
+        time.sleep(1)
+        state = page.evaluate(RUN_STATE_JS)
+    time.sleep(2)                                   # the last inline expressions render
+    result = page.evaluate(RENDERED_JS)
+    problems = []
+    if state["pending"] or state["busy"]:
+        problems.append(f"{name}, run from the top: {state['pending']} code cells did not run")
+    if state["errors"]:
+        problems.append(f"{name}, run from the top: {state['errors']} code cells failed")
+    if result["errors"]:
+        problems.append(f"{name}, run from the top: {result['errors']} inline expression(s) failed")
+    for number, text in enumerate(result["texts"]):
+        if "glued(" in text:
+            problems.append(f"{name}, run from the top: markdown cell {number} shows an expression")
+    print(f"lab check: {name} run from the top in JupyterLab: {len(result['texts'])} markdown "
+          f"cells, {len(problems)} problem(s)")
+    return problems
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -77,7 +130,8 @@ def main() -> int:
     server = subprocess.Popen(
         [str(JUPYTER), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
          "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={ROOT}",
-         "--LabApp.news_url=None", f"--FileCheckpoints.checkpoint_dir={scratch / 'checkpoints'}"],
+         "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
+         f"--FileCheckpoints.checkpoint_dir={scratch / 'checkpoints'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     problems: list[str] = []
     refused: set[str] = set()
@@ -125,6 +179,8 @@ def main() -> int:
                         around = text[max(0, match.start() - 30):match.end() + 30].replace("\n", " ")
                         problems.append(f"{name}: markdown cell {number} shows {around!r}")
                 page.screenshot(path=str(SHOTS / f"lab_{path.stem}.png"))
+                if name in RUN_ALL:
+                    problems += run_all(page, name)
                 page.close()
             browser.close()
     finally:
