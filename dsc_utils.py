@@ -3169,6 +3169,17 @@ def layer_color(kind) -> str:
     return LAYER_COLORS[kind]
 
 
+def _check_drawable(**sizes) -> tuple[int, ...]:
+    """name=(value, largest): each value a positive integer no larger than a figure can show."""
+    checked = []
+    for name, (value, largest) in sizes.items():
+        value = _check_int(name, value, 1)
+        if value > largest:
+            raise ValueError(f"{name} must be at most {largest} to draw, got {value}")
+        checked.append(value)
+    return tuple(checked)
+
+
 def draw_kernel_slide(placements, size=5, kernel_size=3, stride=2, padding=1, ncols=2):
     """Draw placements of a kernel sliding over a padded input, one panel per placement.
 
@@ -3351,13 +3362,8 @@ def draw_filter_banks(in_channels, out_channels, kernel_size, ax=None):
     import matplotlib.pyplot as plt
     from matplotlib.axes import Axes
 
-    m = _check_int("in_channels", in_channels, 1)
-    n = _check_int("out_channels", out_channels, 1)
-    k = _check_int("kernel_size", kernel_size, 1)
-    for name, value, largest in (("in_channels", m, 8), ("out_channels", n, 8),
-                                 ("kernel_size", k, 7)):
-        if value > largest:
-            raise ValueError(f"{name} must be at most {largest} to draw, got {value}")
+    m, n, k = _check_drawable(in_channels=(in_channels, 8), out_channels=(out_channels, 8),
+                              kernel_size=(kernel_size, 7))
     if ax is not None and not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {_describe(ax)}")
     dx, dy = _DEPTH_STEP
@@ -3461,14 +3467,9 @@ def draw_dsc_data_flow(in_channels=3, out_channels=4, kernel_size=3, size=5, ax=
     from matplotlib.colors import to_rgb
     from matplotlib.patches import FancyArrowPatch, Rectangle
 
-    m = _check_int("in_channels", in_channels, 1)
-    n = _check_int("out_channels", out_channels, 1)
+    m, n, s = _check_drawable(in_channels=(in_channels, 6), out_channels=(out_channels, 6),
+                              size=(size, 9))
     k = _check_int("kernel_size", kernel_size, 1)
-    s = _check_int("size", size, 1)
-    for name, value, largest in (("in_channels", m, 6), ("out_channels", n, 6),
-                                 ("size", s, 9)):
-        if value > largest:
-            raise ValueError(f"{name} must be at most {largest} to draw, got {value}")
     if k > s:
         raise ValueError(f"kernel_size must be at most size (no padding), got "
                          f"kernel_size={k} and size={s}")
