@@ -306,16 +306,17 @@ def test_the_book_speaks_of_its_subject(path):
 # Pages a reader finishes: the answer first, at most 3,000 words, checks out of the page
 # ----------------------------------------------------------------------------------------------
 
-def _reading_stats():
+def _tool(name: str):
+    """A module of tools/ (standard library only), loaded from its file."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("reading_stats", ROOT / "tools" / "reading_stats.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-READING = _reading_stats()
+READING = _tool("reading_stats")
 HIDDEN_CHECK_TALK = re.compile(r"hidden cell|cell below checks|checked in a hidden|the hidden (check|assert)",
                                re.I)
 UNNAMED_SOURCE = re.compile(r"widely read (article|explanation|blog)|one (popular )?(article|tutorial|blog)|"
@@ -348,21 +349,12 @@ def test_prose_neither_points_at_hidden_checks_nor_cites_unnamed_sources(path):
             f"a claim attributed to an unnamed source, with no citation: {match.group(0)!r}"
 
 
-sys_path_tools = str(ROOT / "tools")
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_prose_numbers_show_in_jupyterlab(path):
     """Every number of the prose is an {eval}`glued("name")` role (jupyterlab-myst renders it; a
     {glue:text} role shows as raw markup there), and each markdown cell stores the text that the role
     shows, exactly as the HTML book renders it from the glued value (tools/prose_numbers.py)."""
-    import sys
-
-    sys.path.insert(0, sys_path_tools)
-    try:
-        import prose_numbers
-    finally:
-        sys.path.remove(sys_path_tools)
+    prose_numbers = _tool("prose_numbers")
     notebook = json.loads(path.read_text())
     for number, (cell, wanted) in enumerate(zip(notebook["cells"], prose_numbers.expected(notebook))):
         if cell["cell_type"] != "markdown":
