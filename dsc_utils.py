@@ -96,6 +96,7 @@ __all__ = [
     "time_blocks",
     "time_side_by_side",
     "load_digits_split",
+    "digits_cross_validation",
     "digits_cnn",
     "reset_weights",
     "train_digits",
@@ -1828,6 +1829,83 @@ def load_digits_split(test_fraction=0.25, seed=0, dtype=torch.float64):
     train, test = train_test_split(range(len(labels)), test_size=test_fraction,
                                    random_state=seed, stratify=digits.target)
     return images[train], labels[train], images[test], labels[test]
+
+
+def digits_cross_validation(train_size, folds=5, repeats=2, seed=0,
+                            dtype=torch.float64) -> list[dict]:
+    """Repeated stratified k-fold over all 1,797 digits, with a small stratified training set per fold.
+
+    Each repetition splits the images into ``folds`` stratified folds; every fold is the test set
+    once, and the training set is ``train_size`` images (``train_size / 10`` of every digit) drawn
+    from the other folds. Within one repetition every image is tested exactly once, so two models
+    trained on the same splits can be compared image by image (McNemar's test). The training
+    chapter's stored experiment (``benchmarks/generalisation.py``) and its live re-runs use it.
+
+    Args:
+        train_size (int): training images per split, a positive multiple of 10.
+        folds (int): folds per repetition, at least 2. Default: 5.
+        repeats (int): repetitions, each with its own shuffle. Default: 2.
+        seed (int): seed of the folds and of the training subsets (0 to 2**32 - 1). Default: 0.
+        dtype (torch.dtype): floating-point type of the images. Default: ``torch.float64``.
+
+    Shape:
+        ``x_train``: (train_size, 1, 8, 8); ``x_test``: (about 1797 / folds, 1, 8, 8).
+
+    Returns:
+        list[dict]: one dict per split, in order (repetition, then fold): ``split`` (its index),
+        ``repeat``, ``fold``, ``data`` (``(x_train, y_train, x_test, y_test)`` as
+        :func:`train_digits` takes it), and the images' indices in scikit-learn's data set (int64
+        tensors): ``train_index``, ``test_index`` and ``pool_index`` (every image of the other
+        folds, the training set's and those left over, which can serve for validation).
+
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: ``train_size`` not a positive multiple of 10 or larger than the other folds
+            hold of some digit, ``folds`` below 2, ``repeats`` below 1, ``seed`` outside
+            [0, 2**32 - 1], or a ``dtype`` that is not a floating-point type.
+
+    Example:
+        >>> splits = digits_cross_validation(100)
+        >>> len(splits), tuple(splits[0]["data"][0].shape), sum(len(s["test_index"]) for s in splits)
+        (10, (100, 1, 8, 8), 3594)
+    """
+    train_size = _check_int("train_size", train_size, 10)
+    if train_size % 10:
+        raise ValueError(f"train_size must be a multiple of 10 (one tenth per digit), got {train_size}")
+    folds = _check_int("folds", folds, 2)
+    repeats = _check_int("repeats", repeats, 1)
+    seed = _check_int("seed", seed, 0)
+    if seed > 2**32 - 1:
+        raise ValueError(f"seed must be at most 2**32 - 1 (scikit-learn's limit), got {seed}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=dtype).unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    folding = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats,
+                                      random_state=seed)
+    splits = []
+    for index, (pool, test) in enumerate(folding.split(digits.images, digits.target)):
+        pool, test = torch.as_tensor(pool), torch.as_tensor(test)
+        shuffle = torch.Generator().manual_seed(seed + index)
+        order = pool[torch.randperm(len(pool), generator=shuffle)]
+        chosen = []
+        for digit in range(10):             # train_size / 10 images of every digit
+            of_digit = order[labels[order] == digit]
+            if len(of_digit) < train_size // 10:
+                raise ValueError(
+                    f"train_size={train_size} needs {train_size // 10} images of digit "
+                    f"{digit}; the other folds of split {index} hold {len(of_digit)}")
+            chosen.append(of_digit[:train_size // 10])
+        train = torch.cat(chosen)
+        data = (images[train], labels[train], images[test], labels[test])
+        splits.append(dict(split=index, repeat=index // folds, fold=index % folds,
+                           data=data, train_index=train, test_index=test,
+                           pool_index=pool))
+    return splits
 
 
 def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:

@@ -122,6 +122,50 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
     assert sum(tuple(row.tolist()) in train_rows for row in x_test.flatten(1)) < 10  # (a few exact duplicates exist)
 
 
+def test_digits_cross_validation_tests_every_image_once_per_repetition():
+    from sklearn.datasets import load_digits
+
+    totals = torch.bincount(torch.as_tensor(load_digits().target))
+    splits = du.digits_cross_validation(200)
+    assert len(splits) == 10 and [s["split"] for s in splits] == list(range(10))
+    for repeat in range(2):
+        tested = torch.cat([s["test_index"] for s in splits if s["repeat"] == repeat])
+        assert torch.equal(tested.sort().values, torch.arange(1797))
+    for s in splits:
+        x_train, y_train, x_test, y_test = s["data"]
+        assert x_train.shape == (200, 1, 8, 8) and x_train.dtype == torch.float64
+        assert torch.bincount(y_train).tolist() == [20] * 10         # stratified exactly
+        assert not torch.isin(s["train_index"], s["test_index"]).any()
+        assert torch.isin(s["train_index"], s["pool_index"]).all()
+        assert len(s["pool_index"]) + len(s["test_index"]) == 1797
+        assert (torch.bincount(y_test, minlength=10) - totals / 5).abs().max() < 1  # stratified
+        assert 359 <= len(y_test) <= 360
+    again = du.digits_cross_validation(200)
+    assert all(torch.equal(a["train_index"], b["train_index"]) for a, b in zip(splits, again))
+    other = du.digits_cross_validation(200, seed=1)
+    assert not torch.equal(other[0]["test_index"], splits[0]["test_index"])
+    small = du.digits_cross_validation(100, folds=3, repeats=1, dtype=torch.float32)
+    assert len(small) == 3 and small[0]["data"][0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: du.digits_cross_validation(105), ValueError, "train_size must be a multiple of 10 (one tenth per digit), got 105"),
+    (lambda: du.digits_cross_validation("100"), TypeError, "train_size must be an integer, got '100'"),
+    (lambda: du.digits_cross_validation(100.0), TypeError, "train_size must be an integer, got 100.0"),
+    (lambda: du.digits_cross_validation(0), ValueError, "train_size must be at least 10, got 0"),
+    (lambda: du.digits_cross_validation(100, folds=1), ValueError, "folds must be at least 2, got 1"),
+    (lambda: du.digits_cross_validation(100, repeats=0), ValueError, "repeats must be positive, got 0"),
+    (lambda: du.digits_cross_validation(100, seed=2**40), ValueError, "seed must be at most 2**32 - 1"),
+    (lambda: du.digits_cross_validation(100, seed=None), TypeError, "seed must be an integer, got None"),
+    (lambda: du.digits_cross_validation(100, dtype=torch.int64), ValueError, "dtype must be a floating-point"),
+    (lambda: du.digits_cross_validation(1500), ValueError, "train_size=1500 needs 150 images of digit 0"),
+])
+def test_digits_cross_validation_bad_input(call, error, message):
+    with pytest.raises(error) as info:
+        call()
+    assert message in str(info.value)
+
+
 def test_digits_cnn_twins():
     x = torch.zeros(2, 1, 8, 8, dtype=torch.float64)  # the digits experiment computes in float64
     standard, separable = du.digits_cnn(False), du.digits_cnn(True)
