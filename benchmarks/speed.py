@@ -278,13 +278,62 @@ def machine(info: dict) -> dict:
                 date=time.strftime("%Y-%m-%d"), load_average_start=list(os.getloadavg()))
 
 
+def explain(args, sections: set, threads: list[int]) -> int:
+    """The measurements of benchmarks/why.py, added to the output file's results."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import why
+
+    path = Path(args.output)
+    results = json.loads(path.read_text()) if path.exists() else {"machine": machine(cpuinfo())}
+    info = cpuinfo()
+    start = time.perf_counter()
+    log = lambda text: print(f"[{time.perf_counter() - start:5.0f}s] {text}", flush=True)
+    stamp = dict(date=time.strftime("%Y-%m-%d %H:%M"), load_average_start=list(os.getloadavg()))
+    results["machine"]["caches_bytes"] = why.caches()
+    if "roof" in sections:
+        results["roof"] = [why.roof(t, info["instruction_sets"], args.quick) for t in threads]
+        for r in results["roof"]:
+            log(f"roof, {r['threads']} thread(s): {r.get('compute_gmacs', 0):.1f} GMAC/s, "
+                + ", ".join(f"{k} {v:.0f} GB/s" for k, v in r.get("bandwidth_gbs", {}).items()))
+    if "attribution" in sections:
+        results["attribution"] = [row for t in threads for row in why.attribution(t, args.quick)]
+        for r in results["attribution"]:
+            log(f"{r['runtime']:<20} {r['network']:<9} {r['threads']} thread(s): "
+                f"{r['total_ms']:7.2f} ms profiled ({r['unprofiled_ms']:7.2f} ms unprofiled), "
+                f"parts cover {r['covered']:.2f}: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in r["parts_ms"].items()))
+    if "per_call" in sections:
+        results["per_call"] = [why.per_call(t, args.quick) for t in threads]
+        for r in results["per_call"]:
+            log(f"per call, {r['threads']} thread(s): "
+                + ", ".join(f"{k} {v:.1f} us" for k, v in r["microseconds"].items()))
+    stamp["load_average_end"] = list(os.getloadavg())
+    stamp["seconds"] = round(time.perf_counter() - start)
+    stamp["quick"] = bool(args.quick)
+    results["machine"]["explained"] = stamp
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nadded {sorted(sections)} to {path}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--batch", type=int, default=32, help="the larger batch size (default 32)")
     parser.add_argument("--quick", action="store_true", help="short timings: a smoke test, not a measurement")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument("--sections", default="timings,roof,attribution,per_call",
+                        help="what to measure (default: all): timings (layers, networks, the "
+                             "roofs of matrix products and copies), roof (FMA and read-bandwidth "
+                             "microbenchmarks), attribution (profiles), per_call; without "
+                             "timings, the others are added to the existing output file")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
+    unknown = sections - {"timings", "roof", "attribution", "per_call"}
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
+    if "timings" not in sections:
+        return explain(args, sections, [int(t) for t in args.threads.split(",")])
     threads = [int(t) for t in args.threads.split(",")]
     batches = [1, args.batch]
     shapes = du.mobilenet_v1_layer_shapes()
@@ -347,6 +396,8 @@ def main(argv: list[str]) -> int:
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["machine"]["seconds"] = round(time.perf_counter() - start)
     Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+    if sections - {"timings"}:
+        explain(args, sections - {"timings"}, threads)
     shown = Path(args.output).resolve()
     print(f"\nwrote {shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown}")
     return 0
