@@ -263,14 +263,18 @@ def onednn_log(variant: str, name: str, threads: int, calls: int) -> dict:
                                bytes=4 * int(torch.tensor(dims).prod()) if dims else 0,
                                after=blocked_source))
             continue
-        events.append(dict(kind=kind, ms=ms, implementation=implementation))
-    per_kind, counts, implementations = {}, {}, {}
+        algorithm = next((f for f in fields if f.startswith("alg:")), "")
+        events.append(dict(kind=kind, ms=ms, implementation=implementation,
+                           algorithm=algorithm.removeprefix("alg:")))
+    per_kind, counts, implementations, algorithms = {}, {}, {}, {}
     reorder_of = {}
     convolutions = [i for i, e in enumerate(events) if e["kind"] != "reorder"]
     for i, event in enumerate(events):
         per_kind[event["kind"]] = per_kind.get(event["kind"], 0.0) + event["ms"]
         counts[event["kind"]] = counts.get(event["kind"], 0) + 1
         implementations.setdefault(event["kind"], set()).add(event["implementation"])
+        if event.get("algorithm"):
+            algorithms.setdefault(event["kind"], set()).add(event["algorithm"])
         if event["kind"] == "reorder":
             before = [c for c in convolutions if c < i]
             after = [c for c in convolutions if c > i]
@@ -282,6 +286,7 @@ def onednn_log(variant: str, name: str, threads: int, calls: int) -> dict:
     return dict(ms={k: v / calls for k, v in per_kind.items()},
                 count={k: v // calls for k, v in counts.items()},
                 implementations={k: sorted(v) for k, v in implementations.items()},
+                algorithms={k: sorted(v) for k, v in algorithms.items()},
                 reorder_ms_by_convolution={k: v / calls for k, v in reorder_of.items()},
                 reorder_bytes=reorder_bytes // calls)
 
