@@ -51,10 +51,11 @@ def _size(text: str) -> int:
     return int(number) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit]
 
 
-def caches() -> dict:
-    """Data and unified caches of CPU 0: level -> size in bytes and the CPUs that share it."""
+def caches(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> dict:
+    """Data and unified caches of CPU 0: level -> size in bytes and the CPUs that share it
+    (empty where the kernel does not report them)."""
     found = {}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+    for index in sorted(Path(root).glob("index*")):
         kind = (index / "type").read_text().strip()
         if kind == "Instruction":
             continue
@@ -240,6 +241,11 @@ def onednn_log(variant: str, name: str, threads: int, calls: int) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=ROOT, check=True).stdout
     lines = out.split("==== calls", 1)[1].split("==== end", 1)[0].splitlines()
+    return parse_onednn_log(lines, calls)
+
+
+def parse_onednn_log(lines: list[str], calls: int) -> dict:
+    """The summary of :func:`onednn_log` from the log's lines of `calls` calls."""
     events = []
     for line in lines:
         fields = line.split(",")
