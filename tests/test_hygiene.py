@@ -235,8 +235,8 @@ def test_code_lines_fit_the_page(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_numbers_in_prose_are_glued(path):
     cells = json.loads(path.read_text())["cells"]
-    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    prose = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     assert len(re.findall(r"\bglue\(", code)) >= 3, "fewer than three numbers glued from code"
     assert len(re.findall(r"\{eval\}`glued\(", prose)) >= 3, "fewer than three glued numbers in prose"
     defined = set(re.findall(r"""\bglue\(\s*f?["']([^"'{}]+)["']""", code))
