@@ -134,6 +134,9 @@ def prepared(model: nn.Module, variant: str):
     return du.prepare_for_inference(model)          # "prepared": folded and channels-last
 
 
+LABELS = ("standard", "depthwise", "pointwise", "elementwise", "other")   # profiler regions
+
+
 def _label(module: nn.Module) -> str | None:
     if isinstance(module, nn.Conv2d):
         return du.layer_kind(module) or "standard"
@@ -189,7 +192,7 @@ def profile_pytorch(model: nn.Module, x: torch.Tensor, threads: int, calls: int)
         stack = list(event.cpu_children)
         while stack:
             child = stack.pop()
-            if child.name in ("standard", "depthwise", "pointwise", "elementwise", "other"):
+            if child.name in LABELS:
                 parts[child.name] = parts.get(child.name, 0.0) + child.cpu_time_total
                 operators.setdefault(child.name, set()).update(
                     c.name for c in child.cpu_children)
@@ -206,7 +209,7 @@ def _has_region(event) -> bool:
     stack = list(event.cpu_children)
     while stack:
         child = stack.pop()
-        if child.name in ("standard", "depthwise", "pointwise", "elementwise", "other"):
+        if child.name in LABELS:
             return True
         stack += list(child.cpu_children)
     return False

