@@ -6,7 +6,9 @@ to add these to the stored results without re-running the rest). Four measuremen
 - ``roof``: the compute roof from an FMA microbenchmark (benchmarks/roof.c: independent fused
   multiply-adds in vector registers, compiled with the machine's own instruction set) and the read
   bandwidth of each cache level and of DRAM, each with a buffer sized from the cache sizes the
-  machine reports (half a level's capacity per thread, so that it stays there), at 1 and 2 threads.
+  machine reports (half a level's capacity per thread, so that it stays there), at 1 and 2 threads;
+  and the speed of a plain depthwise kernel of the libraries' loop structure (roof.c ``dw``) on
+  MobileNet's stride-1 depthwise shapes.
 - ``attribution``: where the time of one MobileNet call goes, at batch 1, per runtime and network.
   PyTorch: ``torch.profiler`` with every leaf module labelled by its kind (standard, depthwise or
   pointwise convolution; element-wise: batch norm and ReLU; other), and oneDNN's own log
@@ -108,6 +110,13 @@ def roof(threads: int, instruction_sets: list[str], quick: bool = False) -> dict
             passes = max(1, int((1e9 if quick else 8e9) / size / threads))
             bandwidth[level] = max(_run_roof(binary, threads, "read", size, passes)
                                    for _ in range(repeats))
+        kernel = []
+        for channels, size in depthwise_shapes():
+            calls = max(1, int((1e8 if quick else 1e9) / (9 * channels * size * size)))
+            rates = [_run_roof(binary, threads, "dw", channels, size, calls)
+                     for _ in range(repeats)]
+            kernel.append(dict(channels=channels, size=size, gmacs=statistics.median(rates),
+                               gmacs_range=[min(rates), max(rates)]))
     lanes = vector_bytes // 4
     return dict(threads=threads, compute_gmacs=compute,
                 compute_source=(f"FMA microbenchmark (benchmarks/roof.c): 12 independent "
@@ -115,7 +124,19 @@ def roof(threads: int, instruction_sets: list[str], quick: bool = False) -> dict
                                 f"best of {repeats}"),
                 vector_lanes=lanes, bandwidth_gbs=bandwidth, buffer_bytes_per_thread=buffers,
                 bandwidth_source="each thread sums its own buffer (reads only), best of "
-                                 f"{repeats}", caches=levels)
+                                 f"{repeats}", caches=levels,
+                depthwise_kernel=kernel,
+                depthwise_kernel_source=(
+                    "benchmarks/roof.c dw: 3x3 stride-1 depthwise convolution, channels in "
+                    f"blocks of {lanes}, 4 outputs of a row per step, nine weight vectors in "
+                    "registers, one input load per vector FMA, input padded in advance; "
+                    f"median of {repeats} runs, each the median of 5 timings"))
+
+
+def depthwise_shapes() -> list[tuple[int, int]]:
+    """(channels, map size) of MobileNet's stride-1 depthwise convolutions, each once."""
+    return sorted({(layer["in_channels"], layer["input_size"])
+                   for layer in du.mobilenet_v1_layer_shapes() if layer["stride"] == 1})
 
 
 # ----------------------------------------------------------------------------------------------

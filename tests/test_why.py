@@ -78,3 +78,19 @@ def test_cache_sizes_are_read_from_sysfs(tmp_path):
                                           ("512", 512)])
 def test_cache_size_text(text, value):
     assert why._size(text) == value
+
+
+def test_depthwise_shapes_are_mobilenets_stride_1_layers():
+    shapes = why.depthwise_shapes()
+    assert shapes == [(32, 112), (128, 56), (256, 28), (512, 14), (1024, 7)]
+
+
+@pytest.mark.skipif(why.shutil.which("gcc") is None and why.shutil.which("cc") is None,
+                    reason="no C compiler")
+@pytest.mark.parametrize("threads, channels, size", [(1, 16, 7), (2, 24, 9), (1, 8, 1)])
+def test_the_depthwise_kernel_checks_its_own_output(tmp_path, threads, channels, size):
+    # roof.c compares every output of its kernel with a plain loop and exits non-zero if
+    # one differs; sizes that are not multiples of the 4-output step exercise the tail
+    binary = why._compile_roof(16, tmp_path)
+    rate = why._run_roof(binary, threads, "dw", channels, size, 1)
+    assert rate > 0
