@@ -94,6 +94,8 @@ __all__ = [
     "pretrained_mobilenet_v2",
     "imagenet_class_names",
     "imagenet_preprocess",
+    "sample_photos",
+    "SAMPLE_PHOTOS",
     "top_k",
     "randomize_batch_norms",
     "InferenceModel",
@@ -119,8 +121,10 @@ __all__ = [
     "layer_kind",
     "training_mults",
     "fake_quantize",
+    "SHENG_2018_TABLE_1",
     "sqnr_db",
     "fold_batch_norms",
+    "equalize_cross_layer",
     "simulate_int8",
     "onnxruntime_int8_session",
     "depthwise_weight_decay",
@@ -1629,17 +1633,23 @@ def imagenet_class_names() -> list[str]:
     return [row[2].split(",")[0].strip() for row in rows]
 
 
-def imagenet_preprocess(image) -> torch.Tensor:
-    """ImageNet's standard evaluation preprocessing of one RGB image.
+def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False) -> torch.Tensor:
+    """ImageNet's standard evaluation preprocessing of one RGB image, and crops like it.
 
-    The shorter side is resized to 256 pixels (bilinear, with antialiasing), the centre 224x224
-    is cropped, the values are scaled to [0, 1] and normalised with ImageNet's mean and standard
-    deviation per channel (``IMAGENET_MEAN``, ``IMAGENET_STD``): what torchvision's weights expect.
-    The MobileNet chapter feeds its photographs through it.
+    The shorter side is resized to ``short_side`` pixels (bilinear, with antialiasing), a 224x224
+    crop is cut (by default the centre one), optionally mirrored left to right, scaled to [0, 1]
+    and normalised with ImageNet's mean and standard deviation per channel (``IMAGENET_MEAN``,
+    ``IMAGENET_STD``): what torchvision's weights expect. The defaults are the standard
+    evaluation crop; the MobileNet chapter feeds its photographs through it, and the int8 section
+    of the training-cost chapter takes crops at other scales, positions and mirrored.
 
     Args:
         image (numpy.ndarray or torch.Tensor): an RGB image, (height, width, 3), uint8 (0 to
             255), each side at least 16 pixels.
+        short_side (int): the shorter side after resizing, at least 224. Default: 256.
+        position (tuple of two floats): where the crop lies, (top, left), each from 0 (at the
+            top or left edge) to 1 (at the bottom or right edge). Default: the centre.
+        flip (bool): mirror the crop left to right. Default: False.
 
     Shape:
         Output: :math:`(3, 224, 224)`, float32.
@@ -1648,8 +1658,10 @@ def imagenet_preprocess(image) -> torch.Tensor:
         torch.Tensor: the normalised crop.
 
     Raises:
-        TypeError: ``image`` is not an array or tensor of uint8.
-        ValueError: ``image`` is not (height, width, 3) with sides of at least 16 pixels.
+        TypeError: ``image`` is not an array or tensor of uint8, ``short_side`` not an integer,
+            ``position`` not two numbers, ``flip`` not a bool.
+        ValueError: ``image`` is not (height, width, 3) with sides of at least 16 pixels,
+            ``short_side`` below 224, a ``position`` outside 0 to 1.
 
     Example:
         >>> import numpy as np
@@ -1667,16 +1679,68 @@ def imagenet_preprocess(image) -> torch.Tensor:
     if image.dim() != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 16:
         raise ValueError(f"image must be (height, width, 3) with sides of at least 16 pixels, "
                          f"got shape {tuple(image.shape)}")
+    short_side = _check_int("short_side", short_side, 1)
+    if short_side < 224:
+        raise ValueError(f"short_side must be at least 224 (the crop), got {short_side!r}")
+    if not (isinstance(position, (tuple, list)) and len(position) == 2):
+        raise TypeError(f"position must be a (top, left) pair of numbers, got {_describe(position)}")
+    top_at = _check_rate("position[0]", position[0])
+    left_at = _check_rate("position[1]", position[1])
+    if top_at > 1 or left_at > 1:
+        raise ValueError(f"position must lie between 0 and 1, got {tuple(position)!r}")
+    if not isinstance(flip, bool):
+        raise TypeError(f"flip must be True or False, got {flip!r}")
     x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0
     height, width = x.shape[2:]
-    scale = 256 / min(height, width)
-    size = (max(256, round(height * scale)), max(256, round(width * scale)))
+    scale = short_side / min(height, width)
+    size = (max(short_side, round(height * scale)), max(short_side, round(width * scale)))
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    top, left = (size[0] - 224) // 2, (size[1] - 224) // 2
+    top, left = round((size[0] - 224) * top_at), round((size[1] - 224) * left_at)
     x = x[0, :, top:top + 224, left:left + 224]
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
+    if flip:
+        x = x.flip(-1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+    return (x - mean) / std      # float32 whatever the default dtype
+
+
+# The colour photographs that ship inside scikit-learn and scikit-image, in this order.
+SAMPLE_PHOTOS = ("china", "flower", "chelsea", "coffee", "astronaut", "rocket",
+                 "motorcycle", "hubble_deep_field")
+
+
+def sample_photos() -> dict:
+    """The colour photographs bundled with scikit-learn and scikit-image, by name.
+
+    scikit-learn's ``load_sample_images`` gives ``china`` (a temple) and ``flower``;
+    scikit-image's ``skimage.data`` gives ``chelsea`` (a cat), ``coffee``, ``astronaut``,
+    ``rocket``, ``motorcycle`` (the left image of its stereo pair) and ``hubble_deep_field``.
+    Nothing is downloaded: the files are inside the installed packages. The int8 section of the
+    training-cost chapter feeds them to the trained MobileNetV2.
+
+    Args:
+        None.
+
+    Returns:
+        dict: name (``SAMPLE_PHOTOS``, in order) -> uint8 array of shape (height, width, 3).
+
+    Raises:
+        ImportError: scikit-learn or scikit-image is missing (both are in requirements.txt).
+
+    Example:
+        >>> photos = sample_photos()
+        >>> list(photos) == list(SAMPLE_PHOTOS), photos["chelsea"].shape
+        (True, (300, 451, 3))
+    """
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    photos = {"china": china, "flower": flower}
+    for name in ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field"):
+        photos[name] = getattr(skimage.data, name)()
+    photos["motorcycle"] = skimage.data.stereo_motorcycle()[0]
+    return {name: photos[name] for name in SAMPLE_PHOTOS}
 
 
 def top_k(logits, k=5) -> list[tuple[int, str, float]]:
@@ -3133,6 +3197,13 @@ def training_mults(model, input) -> list[dict]:
     return rows
 
 
+# Sheng et al. (2018), "A Quantization-Friendly Separable Convolution for MobileNets", Table 1:
+# ImageNet top-1 accuracy (%) of TensorFlow's models in float and through an 8-bit pipeline
+# (weights and activations, no retraining). Typed from the paper; the int8 section of the
+# training-cost chapter prints it beside its own measurements.
+SHENG_2018_TABLE_1 = {"InceptionV3": (78.00, 76.92), "MobileNetV1": (70.50, 1.80)}
+
+
 def fake_quantize(weight, per_channel=False, bits=8) -> torch.Tensor:
     r"""Symmetric integer quantization of a weight tensor, returned dequantized (same dtype).
 
@@ -3305,6 +3376,110 @@ def fold_batch_norms(model) -> nn.Module:
     return folded
 
 
+class _ClippedReLU(nn.Module):
+    """``min(max(x, 0), upper[c])`` with an upper bound per channel: ReLU6 after cross-layer
+    equalization has scaled channel ``c`` by ``1 / s_c`` (its bound becomes ``6 / s_c``)."""
+
+    def __init__(self, upper: torch.Tensor):
+        super().__init__()
+        self.register_buffer("upper", upper.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.minimum(torch.relu(x), self.upper.to(x.dtype).view(shape))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.upper.numel()}"
+
+
+def _sequential_leaves(module: nn.Module) -> list:
+    """(parent, name, module) of the modules a Sequential runs in order, nested Sequentials
+    opened; other containers stay whole."""
+    leaves = []
+    for name, child in module._modules.items():
+        if isinstance(child, nn.Sequential):
+            leaves += _sequential_leaves(child)
+        elif child is not None:
+            leaves.append((module, name, child))
+    return leaves
+
+
+def _input_channel_view(conv: nn.Module, channel: int) -> torch.Tensor:
+    """The weights of ``conv`` that read input channel ``channel`` (a view)."""
+    per_group = conv.in_channels // conv.groups
+    group, local = divmod(channel, per_group)
+    out_per_group = conv.out_channels // conv.groups
+    return conv.weight[group * out_per_group:(group + 1) * out_per_group, local]
+
+
+def equalize_cross_layer(model, sweeps=4) -> nn.Module:
+    """A copy of ``model`` with batch norms folded and the weight ranges of consecutive
+    convolutions equalized (Nagel et al., 2019), computing the same function.
+
+    For two convolutions in a Sequential with only a ReLU or ReLU6 between them, output channel
+    ``c`` of the first is divided by ``s_c`` and input channel ``c`` of the second multiplied by
+    it, with ``s_c = sqrt(r1_c / r2_c)``, where ``r1_c`` is the largest |weight| of the first
+    convolution's output channel ``c`` and ``r2_c`` the largest |weight| reading channel ``c`` in
+    the second. Both ranges become ``sqrt(r1_c * r2_c)``. ReLU commutes with a positive scale;
+    a ReLU6 becomes a ReLU clipped at ``6 / s_c`` per channel, so the function is unchanged.
+    A depthwise convolution sits in two pairs (after the expansion, before the projection), so
+    the pairs are equalized ``sweeps`` times in turn. The quantization section of the training
+    cost chapter measures what it does to per-tensor int8.
+
+    Args:
+        model (nn.Module): the float model (left unchanged).
+        sweeps (int): passes over all pairs, 1 or more. Default: 4.
+
+    Returns:
+        nn.Module: the equalized copy, in evaluation mode.
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module`` or ``sweeps`` not an integer.
+        ValueError: ``sweeps`` below 1.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU6(), nn.Conv2d(3, 2, 1)).double()
+        >>> x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+        >>> torch.allclose(net(x), equalize_cross_layer(net)(x))
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    sweeps = _check_int("sweeps", sweeps, 1)
+    equalized = fold_batch_norms(model)
+    pairs = []
+    for sequential in (m for m in equalized.modules() if isinstance(m, nn.Sequential)):
+        leaves = [leaf for leaf in _sequential_leaves(sequential)
+                  if not isinstance(leaf[2], nn.Identity)]
+        for first, middle, second in zip(leaves, leaves[1:], leaves[2:]):
+            if (isinstance(first[2], nn.Conv2d) and isinstance(second[2], nn.Conv2d)
+                    and isinstance(middle[2], (nn.ReLU, nn.ReLU6))
+                    and first[2].out_channels == second[2].in_channels):
+                pairs.append((first[2], middle, second[2]))
+    pairs = list({(id(a), id(b)): (a, m, b) for a, m, b in pairs}.values())
+    with torch.no_grad():
+        for first, (parent, name, activation), second in pairs:
+            if isinstance(activation, nn.ReLU6):
+                upper = torch.full((first.out_channels,), 6.0, dtype=first.weight.dtype)
+                parent._modules[name] = _ClippedReLU(upper)
+        for _ in range(sweeps):
+            for first, (parent, name, _), second in pairs:
+                r1 = first.weight.abs().flatten(1).amax(1)
+                r2 = torch.stack([_input_channel_view(second, c).abs().max()
+                                  for c in range(second.in_channels)])
+                scale = torch.where((r1 > 0) & (r2 > 0), (r1 / r2).sqrt(),
+                                    torch.ones_like(r1))
+                first.weight.div_(scale.view(-1, *[1] * (first.weight.dim() - 1)))
+                if first.bias is not None:
+                    first.bias.div_(scale)
+                for c in range(second.in_channels):
+                    _input_channel_view(second, c).mul_(scale[c])
+                activation = parent._modules[name]
+                if isinstance(activation, _ClippedReLU):
+                    activation.upper.div_(scale.to(activation.upper.dtype))
+    return equalized
+
+
 class _CalibrationReader:
     """ONNX Runtime's CalibrationDataReader protocol over a list of input arrays."""
 
@@ -3317,7 +3492,7 @@ class _CalibrationReader:
 
 
 def onnxruntime_int8_session(model, example_input, calibration, per_channel=False,
-                             threads=1):
+                             threads=1, reduce_range=False):
     """``model`` exported to ONNX, quantized to int8 by ONNX Runtime, as a tensor -> tensor callable.
 
     The quantization chapter (training cost and int8) uses it.
@@ -3333,6 +3508,9 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
         calibration (list of torch.Tensor): calibration batches, each of ``example_input``'s shape.
         per_channel (bool): weights per output channel. Default: False.
         threads (int): ONNX Runtime's intra-op threads. Default: 1.
+        reduce_range (bool): weights in 7 bits instead of 8, ONNX Runtime's remedy for the
+            saturation of 8-bit products summed in 16 bits by x86 processors without VNNI.
+            Default: False.
 
     Returns:
         callable: maps an input tensor to the output tensor (float32).
@@ -3353,6 +3531,8 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
     threads = _check_int("threads", threads, 1)
+    if not isinstance(reduce_range, bool):
+        raise TypeError(f"reduce_range must be True or False, got {reduce_range!r}")
     import logging
     import tempfile
     from pathlib import Path
@@ -3372,7 +3552,7 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
             quantize_static(str(source), str(target), _CalibrationReader(arrays),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
+                            weight_type=QuantType.QInt8, reduce_range=reduce_range)
             onnx_bytes = onnx.load(str(target)).SerializeToString()
         finally:
             logging.disable(logging.NOTSET)

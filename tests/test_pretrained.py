@@ -1,8 +1,11 @@
 """The trained MobileNetV2 (torchvision's ImageNet checkpoint, installed by book.py), the ImageNet
 preprocessing and class names, and the top-k helper of dsc_utils."""
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from sklearn.datasets import load_sample_images
 
 import dsc_utils as du
@@ -122,3 +125,97 @@ def test_book_py_installs_the_file_dsc_utils_reads():
     assert book["member"].endswith(published["file"])
     assert 'CHECKPOINT_FILE = VENV / "share" / "dsc_utils" / ' in (root / "book.py").read_text()
     assert du._checkpoint_path().parts[-3:] == ("share", "dsc_utils", published["file"])
+
+
+def test_crops_at_other_scales_places_and_mirrored():
+    image = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    default = du.imagenet_preprocess(image)
+    assert torch.equal(du.imagenet_preprocess(image, 256, (0.5, 0.5), False), default)
+    assert torch.equal(du.imagenet_preprocess(image, flip=True), default.flip(-1))
+    corner = du.imagenet_preprocess(image, short_side=224, position=(0, 0))
+    whole = du.imagenet_preprocess(image, short_side=224, position=(0, 1))
+    # at a shorter side of 224 the crops span the full height: left and right ends differ
+    assert corner.shape == whole.shape == (3, 224, 224)
+    assert not torch.equal(corner, whole)
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    (dict(short_side="256"), TypeError, "short_side"),
+    (dict(short_side=256.0), TypeError, "short_side"),
+    (dict(short_side=200), ValueError, "short_side"),
+    (dict(position=0.5), TypeError, "position"),
+    (dict(position=(0.5, "0.5")), TypeError, "position"),
+    (dict(position=(0.5, 1.5)), ValueError, "position"),
+    (dict(position=(-0.1, 0.5)), ValueError, "position"),
+    (dict(flip=1), TypeError, "flip"),
+])
+def test_crop_arguments_are_checked(arguments, error, message):
+    image = np.zeros((300, 400, 3), dtype=np.uint8)
+    with pytest.raises(error, match=message):
+        du.imagenet_preprocess(image, **arguments)
+
+
+def test_the_bundled_photographs():
+    photos = du.sample_photos()
+    assert list(photos) == list(du.SAMPLE_PHOTOS)
+    for name, image in photos.items():
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
+        assert min(image.shape[:2]) >= 224, name
+
+
+def _pair_network():
+    # expansion, ReLU6, depthwise, ReLU6, projection: MobileNetV2's two equalizable pairs
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 12, 1), nn.BatchNorm2d(12), nn.ReLU6(),
+                        nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.BatchNorm2d(12),
+                        nn.ReLU6(), nn.Conv2d(12, 5, 1))
+    du.randomize_batch_norms(net, seed=1)
+    with torch.no_grad():
+        net[3].weight[2] *= 50              # an outlier channel in the depthwise layer
+    return net.double().eval()
+
+
+def test_equalization_keeps_the_function_and_evens_the_ranges():
+    net = _pair_network()
+    x = 3 * torch.randn(6, 4, 7, 7, dtype=torch.float64)   # large enough for ReLU6 to clip
+    equalized = du.equalize_cross_layer(net, sweeps=20)
+    assert torch.allclose(net(x), equalized(x), rtol=0, atol=1e-10)
+    convs = [m for m in equalized.modules() if isinstance(m, nn.Conv2d)]
+    first, second = convs[1], convs[2]      # the last pair: equal after the final sweep
+    r1 = first.weight.abs().flatten(1).amax(1)
+    r2 = torch.stack([du._input_channel_view(second, c).abs().max()
+                      for c in range(second.in_channels)])
+    assert torch.allclose(r1, r2, rtol=1e-9)
+    def spread(conv):
+        ranges = conv.weight.abs().flatten(1).amax(1)
+        return (ranges.max() / ranges.min()).item()
+
+    folded = du.fold_batch_norms(net)
+    assert spread(convs[1]) < spread(folded[3]) / 5      # the outlier is spread out
+
+
+def test_equalization_of_the_trained_network_is_exact(model):
+    x = du.imagenet_preprocess(load_sample_images().images[0])[None].double()
+    net = copy.deepcopy(model).double()
+    with torch.no_grad():
+        reference = net(x)
+        assert torch.allclose(du.equalize_cross_layer(net)(x), reference, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    (dict(model="net"), TypeError, "model"),
+    (dict(sweeps="4"), TypeError, "sweeps"),
+    (dict(sweeps=2.0), TypeError, "sweeps"),
+    (dict(sweeps=0), ValueError, "sweeps"),
+])
+def test_equalization_arguments_are_checked(arguments, error, message):
+    arguments = dict(dict(model=_pair_network()), **arguments)
+    with pytest.raises(error, match=message):
+        du.equalize_cross_layer(**arguments)
+
+
+def test_reduce_range_is_checked():
+    net = nn.Sequential(nn.Conv2d(1, 2, 1))
+    x = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(TypeError, match="reduce_range"):
+        du.onnxruntime_int8_session(net, x, [x], reduce_range="yes")
