@@ -129,6 +129,7 @@ __all__ = [
     "onnxruntime_int8_session",
     "depthwise_weight_decay",
     "LAYER_COLORS",
+    "plain_log_ticks",
     "layer_color",
     "draw_kernel_slide",
     "draw_filter_banks",
@@ -3648,6 +3649,71 @@ def layer_color(kind) -> str:
     if kind not in LAYER_COLORS:
         raise ValueError(f"kind must be one of {', '.join(LAYER_COLORS)}, got {kind!r}")
     return LAYER_COLORS[kind]
+
+
+def _plain_number(value: float) -> str:
+    """A tick label as a reader writes it: 4, 0.5, 1,000, 0.002."""
+    if value >= 1:
+        return f"{value:,.0f}" if value == round(value) else f"{value:,.3g}"
+    return f"{value:.3g}"
+
+
+def plain_log_ticks(ax, axis="y"):
+    """Label a logarithmic axis with plain numbers (``4``, ``0.5``, ``1,000``), not powers.
+
+    matplotlib labels a log axis ``10^0`` or ``4x10^0``. This keeps its tick positions and writes
+    every labelled tick as a number; on an axis spanning less than about one and a half decades
+    it also labels the minor ticks at 2, 3 and 5 times a power of ten (or of the axis's base),
+    so that a narrow axis still has numbers on it. Every chapter with a log axis calls it.
+
+    Args:
+        ax (matplotlib.axes.Axes): the axes.
+        axis (str): ``'x'``, ``'y'`` or ``'both'``. Default: ``'y'``.
+
+    Returns:
+        matplotlib.axes.Axes: ``ax``, for chaining.
+
+    Raises:
+        TypeError: ``ax`` is not matplotlib Axes, or ``axis`` not a string.
+        ValueError: ``axis`` is not ``'x'``, ``'y'`` or ``'both'``, or that axis is not
+            logarithmic.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> _ = ax.set_yscale("log"); _ = ax.set_ylim(1, 40)
+        >>> plain_log_ticks(ax) is ax
+        True
+        >>> plt.close(fig)
+    """
+    from matplotlib.axes import Axes
+    from matplotlib.ticker import FuncFormatter
+
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be matplotlib Axes, got {_describe(ax)}")
+    if not isinstance(axis, str):
+        raise TypeError(f"axis must be a string, got {_describe(axis)}")
+    if axis not in ("x", "y", "both"):
+        raise ValueError(f"axis must be 'x', 'y' or 'both', got {axis!r}")
+    for name in ("x", "y") if axis == "both" else (axis,):
+        target = ax.xaxis if name == "x" else ax.yaxis
+        if target.get_scale() != "log":
+            raise ValueError(f"the {name} axis of ax is not logarithmic "
+                             f"(its scale is {target.get_scale()!r})")
+        base = getattr(target.get_transform(), "base", 10)
+        limits = ax.get_xlim if name == "x" else ax.get_ylim
+
+        def minor(value, _, limits=limits, base=base):
+            low, high = sorted(limits())
+            if value <= 0 or low <= 0 or math.log(high / low, base) > 1.5:
+                return ""
+            mantissa = value / base ** math.floor(math.log(value, base) + 1e-9)
+            return _plain_number(value) if round(mantissa, 6) in (2, 3, 5) else ""
+
+        target.set_major_formatter(FuncFormatter(lambda value, _: _plain_number(value)
+                                                 if value > 0 else ""))
+        target.set_minor_formatter(FuncFormatter(minor))
+    return ax
 
 
 def _check_drawable(**sizes) -> tuple[int, ...]:

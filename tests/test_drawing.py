@@ -82,3 +82,35 @@ def test_draw_kernel_slide_other_shapes_and_layout():
 def test_draw_kernel_slide_rejects_bad_input(kwargs, error, words):
     with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
         du.draw_kernel_slide(**kwargs)
+
+
+def test_log_axes_are_labelled_with_plain_numbers():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.set_ylim(0.7, 4.5)
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(1, 64)
+    assert du.plain_log_ticks(ax, "both") is ax
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)]
+    assert {"1", "2", "3"} <= set(labels) and not any("^" in t or "times" in t for t in labels)
+    assert {"1", "4", "16", "64"} <= {t.get_text() for t in ax.get_xticklabels()}
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    (dict(ax="axes"), TypeError, "ax must be matplotlib Axes"),
+    (dict(axis=2), TypeError, "axis must be a string"),
+    (dict(axis="z"), ValueError, "axis must be"),
+    (dict(axis="x"), ValueError, "not logarithmic"),
+])
+def test_log_tick_arguments_are_checked(arguments, error, message):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    with pytest.raises(error, match=message):
+        du.plain_log_ticks(**dict(dict(ax=ax), **arguments))
+    plt.close(fig)
