@@ -4,13 +4,15 @@ Measures on the CPU, with interleaved ``torch.utils.benchmark`` timings (warm-up
 every function of a group timed in turn, ``rounds`` times over; medians and quartiles of all blocks):
 
 (a) a training step (forward, backward, SGD with momentum) of ``mobilenet_v1()`` and of its
-    full-convolution twin, at a small resolution and batch;
+    full-convolution twin, at 64x64 with batch 2 and at ImageNet's 224x224 with batch 4;
 (b) each of MobileNet's 13 layer shapes: the forward pass, the gradient with respect to the input and
     the gradient with respect to the weight (``aten.convolution_backward`` with one output asked for)
     of the standard 3x3 convolution, the depthwise part and the pointwise part;
 (c) large depthwise kernels: the 1x1 expansion, the depthwise k x k convolution and the 1x1 projection
     of EfficientNet-B0's MBConv stages (k = 3, 5), ConvNeXt-T's blocks (k = 7) and four MobileNet
-    layers (k = 3, with a dilated version), at batch 1 for inference;
+    layers (k = 3, with a dilated version), at batch 1 for inference, the whole set timed twice to
+    show the drift from one run to the next, and which oneDNN kernel ran
+    the plain and the dilated depthwise layers (its verbose log, in a child process);
 (d) int8: the trained digits networks (the training chapter's recipe) and MobileNet in ONNX Runtime,
     float32 against static int8 quantization (per tensor and per channel): test accuracy and time.
 
@@ -40,6 +42,7 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
              "avx512_bf16", "amx_tile", "amx_int8")
 DIGITS_EPOCHS = 3          # the chapter's recipe: train_digits defaults, 3 epochs, seed 0
 SINGLE_SHARE = 0.5         # single layers and blocks: timed for this share of min_run_time
+LARGE_KERNEL_ROUNDS = 7    # the large-kernel blocks: more rounds, and the whole set timed twice
 
 
 def interleaved(functions: dict, threads: int, rounds: int, min_run_time: float, warmup: int = 2) -> dict:
@@ -144,6 +147,39 @@ def block_shapes() -> list[dict]:
     return cases
 
 
+DILATED_PROBE = """
+import torch
+from torch import nn
+torch.set_num_threads(1)
+for channels, size, dilation in {shapes}:
+    conv = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation,
+                     groups=channels, bias=False).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, channels, size, size).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        conv(x)
+"""
+
+
+def dilated_kernels() -> list[dict]:
+    """Which oneDNN kernel runs MobileNet's depthwise layers of the large-kernel cases, plain and
+    dilated (channels-last, batch 1, one thread), from oneDNN's verbose log in a child process."""
+    import subprocess
+    shapes = [(c["channels"], c["size"], c["dilation"]) for c in block_shapes()
+              if c["network"] == "MobileNet"]
+    env = dict(os.environ, ONEDNN_VERBOSE="1", OMP_NUM_THREADS="1")
+    log = subprocess.run([sys.executable, "-c", DILATED_PROBE.format(shapes=shapes)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in log.splitlines():
+        fields = line.split(",")
+        if len(fields) > 6 and fields[3] == "exec" and fields[5] == "convolution":
+            problem = fields[-2]
+            found.append(dict(kernel=fields[6], problem=problem,
+                              dilation=1 + int(problem.split("dh")[1].split("p")[0])))
+    return [dict(channels=c, size=s, dilation=d, kernel=f["kernel"])
+            for (c, s, d), f in zip(shapes, found)]
+
+
 def large_kernel_case(case: dict, threads: int, rounds: int, min_run_time: float) -> dict:
     torch.manual_seed(0)
     c, k, size, d = case["channels"], case["kernel"], case["size"], case["dilation"]
@@ -216,11 +252,12 @@ def main(argv: list[str]) -> int:
         print(f"[{time.perf_counter() - start:5.0f}s] {text}", flush=True)
 
     results["training_steps"] = []
-    for threads in (1,):
-        row = training_step_case(64, 2, threads, rounds, min_run_time)
+    for resolution, batch in ((64, 2), (224, 4)):   # small and fast; ImageNet's resolution
+        row = training_step_case(resolution, batch, 1, rounds, min_run_time)
         results["training_steps"].append(row)
-        say(f"training step, threads {threads}: theoretical {row['theoretical']:.2f}x, measured "
-            f"{row['measured']:.2f}x, realized {row['realized']:.2f}")
+        say(f"training step, {resolution}x{resolution}, batch {batch}: theoretical "
+            f"{row['theoretical']:.2f}x, measured {row['measured']:.2f}x, realized "
+            f"{row['realized']:.2f}")
     results["backward_parts"] = []
     for shape in du.mobilenet_v1_layer_shapes(112):
         row = backward_parts_case(shape, 2, 1, rounds, min_run_time * SINGLE_SHARE)
@@ -228,13 +265,17 @@ def main(argv: list[str]) -> int:
         dw = row["seconds"]
         say(f"layer {shape['index']:2d}: depthwise grad_weight / forward "
             f"{dw['depthwise grad_weight']['median'] / dw['depthwise forward']['median']:.2f}")
-    results["large_kernels"] = []
-    for case in block_shapes():
-        row = large_kernel_case(case, 1, rounds, min_run_time * SINGLE_SHARE)
-        results["large_kernels"].append(row)
-        share = row["seconds"]["depthwise"]["median"] / sum(v["median"] for v in row["seconds"].values())
-        say(f"{case['network']} stage {case['stage']} k={case['kernel']} d={case['dilation']}: "
-            f"depthwise time share {share:.2f}")
+    for key in ("large_kernels", "large_kernels_repeat"):   # twice: the drift between runs
+        results[key] = []
+        for case in block_shapes():
+            row = large_kernel_case(case, 1, LARGE_KERNEL_ROUNDS if not args.quick else 1,
+                                    min_run_time * SINGLE_SHARE)
+            results[key].append(row)
+            share = row["seconds"]["depthwise"]["median"] / sum(v["median"] for v in row["seconds"].values())
+            say(f"{key}: {case['network']} stage {case['stage']} k={case['kernel']} "
+                f"d={case['dilation']}: depthwise time share {share:.2f}")
+    results["dilated_kernels"] = dilated_kernels()
+    say(f"oneDNN kernels, plain and dilated depthwise: {results['dilated_kernels']}")
     results["int8"] = int8_cases(1, rounds, min_run_time)
     for row in results["int8"]:
         say(f"{row['model']}: " + ", ".join(f"{k} {v['median'] * 1e3:.2f} ms" for k, v in row["seconds"].items()))
