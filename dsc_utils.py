@@ -1634,7 +1634,8 @@ def imagenet_class_names() -> list[str]:
     return [row[2].split(",")[0].strip() for row in rows]
 
 
-def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False) -> torch.Tensor:
+def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False,
+                        dtype=torch.float32) -> torch.Tensor:
     """ImageNet's standard evaluation preprocessing of one RGB image, and crops like it.
 
     The shorter side is resized to ``short_side`` pixels (bilinear, with antialiasing), a 224x224
@@ -1651,16 +1652,20 @@ def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False) 
         position (tuple of two floats): where the crop lies, (top, left), each from 0 (at the
             top or left edge) to 1 (at the bottom or right edge). Default: the centre.
         flip (bool): mirror the crop left to right. Default: False.
+        dtype (torch.dtype): ``torch.float32`` or ``torch.float64``, the precision of every step
+            (resizing included). float64 makes the crop the same on every CPU to the last bits
+            that matter. Default: ``torch.float32``.
 
     Shape:
-        Output: :math:`(3, 224, 224)`, float32.
+        Output: :math:`(3, 224, 224)`, of ``dtype``.
 
     Returns:
         torch.Tensor: the normalised crop.
 
     Raises:
         TypeError: ``image`` is not an array or tensor of uint8, ``short_side`` not an integer,
-            ``position`` not two numbers, ``flip`` not a bool.
+            ``position`` not two numbers, ``flip`` not a bool, ``dtype`` not a floating dtype
+            of 32 or 64 bits.
         ValueError: ``image`` is not (height, width, 3) with sides of at least 16 pixels,
             ``short_side`` below 224, a ``position`` outside 0 to 1.
 
@@ -1691,7 +1696,9 @@ def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False) 
         raise ValueError(f"position must lie between 0 and 1, got {tuple(position)!r}")
     if not isinstance(flip, bool):
         raise TypeError(f"flip must be True or False, got {flip!r}")
-    x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    x = image.permute(2, 0, 1).unsqueeze(0).to(dtype) / 255.0
     height, width = x.shape[2:]
     scale = short_side / min(height, width)
     size = (max(short_side, round(height * scale)), max(short_side, round(width * scale)))
@@ -1700,9 +1707,9 @@ def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False) 
     x = x[0, :, top:top + 224, left:left + 224]
     if flip:
         x = x.flip(-1)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (x - mean) / std      # float32 whatever the default dtype
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(3, 1, 1)
+    return (x - mean) / std      # of dtype, whatever the default dtype
 
 
 # The colour photographs that ship inside scikit-learn and scikit-image, in this order.

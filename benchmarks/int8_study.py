@@ -54,10 +54,10 @@ def crops(settings: list[dict], photos: dict | None = None) -> tuple[torch.Tenso
     images, names = [], []
     for name, image in photos.items():
         for setting in settings:
-            images.append(du.imagenet_preprocess(image, **setting))
+            images.append(du.imagenet_preprocess(image, **setting, dtype=torch.float64))
             names.append(f"{name} {setting['short_side']} {setting['position']}"
                          f"{' flipped' if setting['flip'] else ''}")
-    return torch.stack(images).double(), names
+    return torch.stack(images), names
 
 
 def weights_only(model: torch.nn.Module, per_channel: bool) -> torch.nn.Module:

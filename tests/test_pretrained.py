@@ -132,6 +132,9 @@ def test_crops_at_other_scales_places_and_mirrored():
     default = du.imagenet_preprocess(image)
     assert torch.equal(du.imagenet_preprocess(image, 256, (0.5, 0.5), False), default)
     assert torch.equal(du.imagenet_preprocess(image, flip=True), default.flip(-1))
+    double = du.imagenet_preprocess(image, dtype=torch.float64)
+    assert double.dtype == torch.float64 and default.dtype == torch.float32
+    assert torch.allclose(double.float(), default, atol=1e-3)   # float32 resizing: ~1e-4
     corner = du.imagenet_preprocess(image, short_side=224, position=(0, 0))
     whole = du.imagenet_preprocess(image, short_side=224, position=(0, 1))
     # at a shorter side of 224 the crops span the full height: left and right ends differ
@@ -148,6 +151,8 @@ def test_crops_at_other_scales_places_and_mirrored():
     (dict(position=(0.5, 1.5)), ValueError, "position"),
     (dict(position=(-0.1, 0.5)), ValueError, "position"),
     (dict(flip=1), TypeError, "flip"),
+    (dict(dtype=torch.int64), TypeError, "dtype"),
+    (dict(dtype="float64"), TypeError, "dtype"),
 ])
 def test_crop_arguments_are_checked(arguments, error, message):
     image = np.zeros((300, 400, 3), dtype=np.uint8)
