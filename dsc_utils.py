@@ -116,6 +116,7 @@ __all__ = [
     "from_keras",
     "COUNTERS",
     "counter_reports",
+    "counter_versions",
     "EFFICIENTNET_B0_STAGES",
     "CONVNEXT_T_STAGES",
     "layer_kind",
@@ -3034,15 +3035,42 @@ def from_keras(obj) -> nn.Module:
     return module.eval()
 
 
-COUNTERS = ("count_mults", "FlopCounterMode", "ptflops", "fvcore", "thop", "torchinfo")
+COUNTERS = ("count_mults", "FlopCounterMode", "ptflops", "ptflops (aten)", "fvcore", "thop",
+            "torchinfo")
+
+
+def counter_versions() -> dict:
+    """The installed version of each operation counter that :func:`counter_reports` runs.
+
+    A counter's verdict holds for its version: the Keras chapter prints these beside its tables.
+
+    Args:
+        None.
+
+    Returns:
+        dict: package name -> version string (``torch`` for ``FlopCounterMode``).
+
+    Raises:
+        importlib.metadata.PackageNotFoundError: a counter is not installed.
+
+    Example:
+        >>> sorted(counter_versions())
+        ['fvcore', 'ptflops', 'thop', 'torch', 'torchinfo']
+    """
+    from importlib.metadata import version
+
+    names = {"torch": "torch", "ptflops": "ptflops", "fvcore": "fvcore",
+             "thop": "thop", "torchinfo": "torchinfo"}
+    return {name: version(package) for name, package in names.items()}
 
 
 def counter_reports(model, input) -> dict:
     """What six operation counters report for ``model`` on ``input``, their printing silenced.
 
     Each counter runs on its own copy of the model in evaluation mode, with its own defaults
-    (ptflops with its PyTorch backend), its standard output and error captured and its warnings
-    ignored. The numbers are each counter's own convention, not comparable as they are: ptflops,
+    (ptflops twice: with its default PyTorch backend, which hooks modules and patches functional
+    calls, and with its ``aten`` backend, which counts the convolutions and matrix products that
+    ATen runs), its standard output and error captured and its warnings ignored. The numbers are each counter's own convention, not comparable as they are: ptflops,
     thop and torchinfo report multiply-accumulates (MACs), fvcore calls its count FLOPs but counts
     one per multiply-accumulate, and ``FlopCounterMode`` counts two FLOPs per multiply-accumulate.
     Which layers each one counts (bias, batch norm, activations, pooling, functional calls) is what
@@ -3092,6 +3120,11 @@ def counter_reports(model, input) -> dict:
             as_strings=False, print_per_layer_stat=False, verbose=False,
             backend="pytorch")
         reports["ptflops"] = (int(macs), int(params))
+        macs, params = get_model_complexity_info(
+            fresh(), tuple(input.shape[1:]), input_constructor=lambda _: input,
+            as_strings=False, print_per_layer_stat=False, verbose=False,
+            backend="aten")
+        reports["ptflops (aten)"] = (int(macs), int(params))
         copy_ = fresh()
         analysis = FlopCountAnalysis(copy_, input).unsupported_ops_warnings(False)
         analysis = analysis.uncalled_modules_warnings(False).tracer_warnings("none")

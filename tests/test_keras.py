@@ -225,3 +225,18 @@ def test_counter_reports_bad_input():
         du.counter_reports("model", torch.zeros(1))
     with pytest.raises(TypeError, match="input"):
         du.counter_reports(nn.Identity(), [1, 2])
+
+
+def test_counter_versions_name_every_package():
+    versions = du.counter_versions()
+    assert set(versions) == {"torch", "ptflops", "fvcore", "thop", "torchinfo"}
+    assert all(isinstance(v, str) and v[0].isdigit() for v in versions.values())
+
+
+def test_ptflops_backends_differ_as_the_chapter_says():
+    # the aten backend counts the convolution and its bias, not batch norm or ReLU
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    reports = du.counter_reports(model, torch.zeros(1, 8, 10, 10))
+    macs = 8 * 8 * 9 * 100
+    assert reports["ptflops (aten)"][0] == macs + 800            # bias: 1 per output
+    assert reports["ptflops"][0] > reports["ptflops (aten)"][0]  # plus BN and ReLU
