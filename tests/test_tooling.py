@@ -386,7 +386,7 @@ def test_book_names_the_cpu_settings(capsys):
 
 
 def test_cpu_settings_cap_every_library_and_the_readme_lists_them():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "CONTRIBUTING.md").read_text()        # the README links it
     for name, variables in kernel_env.CPU_SETTINGS.items():
         if name == "native":
             assert variables == {}
@@ -436,3 +436,28 @@ def test_nbval_formats_a_kernel_message_only_for_a_debug_line_that_is_logged(cap
     kernel.get_message("iopub")
     assert "formatted {'msg_type': 'stream'" in caplog.records[-1].getMessage()
     assert len(formatted) >= 1
+
+
+def test_the_readme_is_for_readers_and_links_the_rest():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.split()) <= 700                       # one screen or two
+    assert "(CONTRIBUTING.md)" in readme and (ROOT / "CONTRIBUTING.md").exists()
+    contributing = (ROOT / "CONTRIBUTING.md").read_text()
+    for topic in ("## The same outputs on every CPU", "## The benchmarks", "## Speed",
+                  "tools/pipeline_speed.py"):
+        assert topic in contributing, topic
+
+
+def test_citation_file_is_valid_and_names_the_book():
+    import yaml
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    for key in ("cff-version", "message", "title", "authors", "version"):
+        assert citation.get(key), key
+    assert citation["cff-version"] == "1.2.0"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert citation["title"] == config["title"]
+    project = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{citation["version"]}"' in project
+    assert all(isinstance(a, dict) and (a.get("name") or a.get("family-names"))
+               for a in citation["authors"])
