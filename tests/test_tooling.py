@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -461,3 +462,33 @@ def test_citation_file_is_valid_and_names_the_book():
     assert f'version = "{citation["version"]}"' in project
     assert all(isinstance(a, dict) and (a.get("name") or a.get("family-names"))
                for a in citation["authors"])
+
+
+def _book_pages():
+    spec = importlib.util.spec_from_file_location("book_pages", ROOT / "_ext" / "book_pages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_solution_is_tagged_and_the_practice_notebooks_drop_only_them():
+    pages = _book_pages()
+    chapters = sorted((ROOT / "chapters").glob("*.ipynb"))
+    with_solutions = 0
+    for path in chapters:
+        notebook = json.loads(path.read_text())
+        for cell in notebook["cells"]:
+            text = "".join(cell["source"]).lstrip()
+            tags = cell.get("metadata", {}).get("tags", [])
+            if cell["cell_type"] == "markdown" and ":::{admonition} Solution" in text:
+                assert text.startswith(":::{admonition} Solution"), f"{path.name}: split it"
+                assert "solution" in tags, f"{path.name}: an untagged solution"
+            if "solution" in tags:
+                assert not text.startswith("**Exercise"), f"{path.name}: an exercise tagged"
+        practice = pages.practice_notebook(notebook)
+        kept = [c for c in notebook["cells"] if "solution" not in c["metadata"].get("tags", [])]
+        assert practice["cells"] == kept and practice["metadata"] == notebook["metadata"]
+        assert not any(":::{admonition} Solution" in "".join(c["source"])
+                       for c in practice["cells"])
+        with_solutions += pages.has_solutions(path)
+    assert with_solutions >= 15

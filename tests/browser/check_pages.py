@@ -213,6 +213,14 @@ def main() -> int:
         dark.evaluate("document.querySelector('#fig-dsc-ratio-map, figure') && "
                       "document.querySelector('#fig-dsc-ratio-map, figure').scrollIntoView()")
         dark.screenshot(path=str(SHOTS / "dark_mode_figure.png"))
+        unreadable = dark.evaluate("""() => {
+            if (document.documentElement.dataset.theme !== 'dark') return ['not in dark mode'];
+            return [...document.querySelectorAll('div.cell_output img, figure img')]
+                .filter(img => getComputedStyle(img).backgroundColor !== 'rgb(255, 255, 255)')
+                .map(img => img.getAttribute('src'));
+        }""")
+        for source in unreadable:
+            problems.append(f"dark mode: figure {source} has no white ground")
         browser.close()
     server.shutdown()
 
