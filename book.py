@@ -8,6 +8,7 @@
     python3 book.py execute [NOTEBOOK...] # re-execute notebooks, write their outputs back in place
     python3 book.py bench [--quick]       # the speed benchmark, into benchmarks/results.json
     python3 book.py browser               # every built page, and every notebook in JupyterLab, in Chromium
+    python3 book.py pdf                   # the whole book as one PDF, _build/book.pdf (after build)
     python3 book.py lab                   # JupyterLab in the book's environment
 
 Needs only Python 3.11+ and access to the package registries. The environment lives in .venv/ and is
@@ -242,11 +243,22 @@ def browser(args: list[str]) -> int:
     return pages.returncode or lab.returncode
 
 
+def pdf(args: list[str]) -> int:
+    """The whole book as one PDF, offline (tests/browser/make_pdf.py), after `book.py build`."""
+    if not (ROOT / "tests" / "browser" / "node_modules" / "mathjax").exists():
+        npm = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", "tests/browser"], cwd=ROOT)
+        if npm.returncode != 0:
+            fail("npm could not install MathJax for the PDF (tests/browser/package-lock.json)")
+    return subprocess.run([str(PYTHON), str(ROOT / "tests" / "browser" / "make_pdf.py"), *args],
+                          cwd=ROOT).returncode
+
+
 def lab(args: list[str]) -> int:
     return subprocess.run([str(BIN / "jupyter"), "lab", *args], cwd=ROOT).returncode
 
 
-COMMANDS = {"build": build, "test": test, "execute": execute, "bench": bench, "browser": browser, "lab": lab}
+COMMANDS = {"build": build, "test": test, "execute": execute, "bench": bench, "browser": browser,
+            "pdf": pdf, "lab": lab}
 
 
 def main(argv: list[str]) -> int:
