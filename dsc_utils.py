@@ -126,6 +126,7 @@ __all__ = [
     "sqnr_db",
     "fold_batch_norms",
     "equalize_cross_layer",
+    "quantize_weights",
     "simulate_int8",
     "onnxruntime_int8_session",
     "depthwise_weight_decay",
@@ -3333,6 +3334,42 @@ def _fake_quantize_activation(x: torch.Tensor, low: float, high: float) -> torch
     scale = (high - low) / 255 if high > low else 1.0
     zero = round(-low / scale)
     return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def quantize_weights(model, per_channel=False) -> nn.Module:
+    """A copy of ``model`` with batch norms folded and every weight rounded to int8; the
+    activations stay in floating point.
+
+    Every convolution and linear layer gets its weight :func:`fake_quantize`-d (symmetric int8,
+    per tensor or per output channel), after :func:`fold_batch_norms`, as an int8 runtime stores
+    it. The int8 section of the training-cost chapter measures what the weights alone lose.
+
+    Args:
+        model (nn.Module): the float model (left unchanged).
+        per_channel (bool): one scale per output channel instead of one per tensor. Default: False.
+
+    Returns:
+        nn.Module: the copy, in evaluation mode.
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module`` or ``per_channel`` not a bool.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).double()
+        >>> rounded = quantize_weights(net)
+        >>> len(rounded[0].weight.unique()) <= 255
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    quantized = fold_batch_norms(model)
+    with torch.no_grad():
+        for layer in quantized.modules():
+            if layer_kind(layer):
+                layer.weight.copy_(fake_quantize(layer.weight, per_channel))
+    return quantized
 
 
 def simulate_int8(model, calibration, per_channel=False) -> nn.Module:

@@ -11,7 +11,7 @@ scikit-learn and scikit-image (`dsc_utils.sample_photos`):
   of them an evaluation crop.
 
 Fidelity to the float network (float64, the same on every CPU): the SQNR of the logits over the
-whole evaluation set and the share of crops whose top-1 class is unchanged, for int8 weights alone
+whole evaluation set and the share of crops whose top-1 class is unchanged, for int8 weights alone (`dsc_utils.quantize_weights`)
 and for int8 weights and activations (`dsc_utils.simulate_int8`), per tensor and per channel, each
 with and without cross-layer equalization (`dsc_utils.equalize_cross_layer`). The value of every
 crop is stored, so that the chapter can recompute some and find the same.
@@ -60,16 +60,6 @@ def crops(settings: list[dict], photos: dict | None = None) -> tuple[torch.Tenso
     return torch.stack(images), names
 
 
-def weights_only(model: torch.nn.Module, per_channel: bool) -> torch.nn.Module:
-    """Batch norms folded and every weight rounded to int8; activations stay float."""
-    quantized = du.fold_batch_norms(model)
-    with torch.no_grad():
-        for layer in quantized.modules():
-            if du.layer_kind(layer):
-                layer.weight.copy_(du.fake_quantize(layer.weight, per_channel))
-    return quantized
-
-
 def fidelity(reference: torch.Tensor, output: torch.Tensor) -> dict:
     """SQNR of the logits over the set, top-1 agreement, and both for every crop."""
     per_crop = [du.sqnr_db(r, o) for r, o in zip(reference, output)]
@@ -90,7 +80,7 @@ def simulated(model, evaluation, calibration, batch: int = 24) -> dict:
     result = {"weights": {}, "weights and activations": {}}
     for scheme, (per_channel, equalize) in SCHEMES.items():
         source = equalized if equalize else model
-        result["weights"][scheme] = fidelity(reference, run(weights_only(source, per_channel)))
+        result["weights"][scheme] = fidelity(reference, run(du.quantize_weights(source, per_channel)))
         result["weights and activations"][scheme] = fidelity(
             reference, run(du.simulate_int8(source, calibration, per_channel)))
         print(f"[{time.strftime('%H:%M:%S')}] {scheme}: weights "

@@ -224,3 +224,20 @@ def test_reduce_range_is_checked():
     x = torch.zeros(1, 1, 2, 2)
     with pytest.raises(TypeError, match="reduce_range"):
         du.onnxruntime_int8_session(net, x, [x], reduce_range="yes")
+
+
+def test_quantize_weights_rounds_every_weight_and_leaves_the_model():
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 4, 1)).double()
+    du.randomize_batch_norms(net, seed=0)
+    before = copy.deepcopy(net.state_dict())
+    for per_channel in (False, True):
+        rounded = du.quantize_weights(net, per_channel)
+        folded = du.fold_batch_norms(net)
+        for got, conv in ((rounded[0], folded[0]), (rounded[3], folded[3])):
+            assert torch.equal(got.weight, du.fake_quantize(conv.weight, per_channel))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(TypeError, match="model"):
+        du.quantize_weights("net")
+    with pytest.raises(TypeError, match="per_channel"):
+        du.quantize_weights(net, per_channel=1)
