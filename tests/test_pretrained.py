@@ -110,13 +110,13 @@ def test_class_names_and_top_k():
 
 
 def test_book_py_installs_the_file_dsc_utils_reads():
-    # book.py runs outside the environment and cannot import dsc_utils: its copy of the
-    # checkpoint's facts must be the same as dsc_utils's
+    # book.py and tools/colab_setup.py run outside the environment and cannot import dsc_utils:
+    # their copy of the checkpoint's facts must be the same as dsc_utils's
     import ast
     from pathlib import Path
 
     root = Path(du.__file__).resolve().parent
-    tree = ast.parse((root / "book.py").read_text())
+    tree = ast.parse((root / "tools" / "colab_setup.py").read_text())
     (call,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
                and getattr(node.targets[0], "id", "") == "CHECKPOINT"]
     book = {k.arg: ast.literal_eval(k.value) for k in call.keywords}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
@@ -492,3 +493,107 @@ def test_every_solution_is_tagged_and_the_practice_notebooks_drop_only_them():
                        for c in practice["cells"])
         with_solutions += pages.has_solutions(path)
     assert with_solutions >= 15
+
+
+# ------------------------------------------------------------------------------------------------
+# Colab: the launch buttons and every notebook's first code cell
+# ------------------------------------------------------------------------------------------------
+
+import colab_setup  # noqa: E402
+import set_repository  # noqa: E402
+
+
+def first_code_cell(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    return "".join(next(cell for cell in cells if cell["cell_type"] == "code")["source"])
+
+
+def test_every_notebook_starts_with_the_same_colab_cell():
+    chapters = set_repository.notebooks()
+    assert len(chapters) == len(list((ROOT / "chapters").glob("*.ipynb"))) >= 20
+    named = {set_repository.cell_repository(first_code_cell(path)) for path in chapters}
+    assert len(named) == 1 and None not in named            # one cell, one repository, everywhere
+    (repository,) = named
+    for path in chapters:
+        assert first_code_cell(path) == set_repository.colab_cell(repository), path.name
+    assert max(map(len, set_repository.colab_cell("o" * 20 + "/" + "n" * 40).splitlines())) <= 88
+
+
+def run_colab_cell(tmp_path: Path, fake_colab: bool, repository: str = "owner/book") -> dict:
+    """Run the cell in a fresh interpreter; report what it printed, ran, changed and left behind."""
+    script = tmp_path / "probe.py"
+    script.write_text(f"""
+import json, os, subprocess, sys, types
+if {fake_colab}:
+    sys.modules["google.colab"] = types.ModuleType("google.colab")
+calls = []
+subprocess.run = lambda command, **kwargs: calls.append(command)
+os.chdir = lambda path: calls.append(["chdir", path])
+before_path, before_cwd, before_files = list(sys.path), os.getcwd(), sorted(os.listdir())
+namespace = {{}}
+error = None
+try:
+    exec({set_repository.colab_cell(repository)!r}, namespace)
+except RuntimeError as raised:
+    error = str(raised)
+print(json.dumps(dict(calls=calls, error=error, names=sorted(set(namespace) - {{"__builtins__"}}),
+                      path_added=[p for p in sys.path if p not in before_path],
+                      cwd_same=os.getcwd() == before_cwd,
+                      files_same=sorted(os.listdir()) == before_files)))
+""")
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, check=True)
+    assert result.stderr == ""
+    return json.loads(result.stdout)
+
+
+def test_the_colab_cell_does_nothing_anywhere_else(tmp_path):
+    report = run_colab_cell(tmp_path, fake_colab=False)
+    assert report == dict(calls=[], error=None, names=["sys"], path_added=[], cwd_same=True,
+                          files_same=True)
+
+
+def test_on_colab_the_cell_clones_the_named_repository_and_sets_up(tmp_path):
+    report = run_colab_cell(tmp_path, fake_colab=True)
+    clone, setup, chdir = report["calls"]
+    assert clone[:2] == ["git", "clone"] and clone[-2:] == ["https://github.com/owner/book",
+                                                            "/content/book"]
+    assert setup[-1] == "/content/book/tools/colab_setup.py"
+    assert chdir == ["chdir", "/content/book/chapters"]
+    assert report["path_added"] == ["/content/book"]
+    unnamed = run_colab_cell(tmp_path, fake_colab=True, repository="")
+    assert unnamed["calls"] == [] and "set_repository.py OWNER/NAME" in unnamed["error"]
+
+
+def test_colab_installs_the_pinned_runtime_and_not_jupyter():
+    requirements = (ROOT / "requirements.txt").read_text()
+    torch, others = colab_setup.pip_commands("python", requirements)
+    pins = [line for line in requirements.splitlines() if "==" in line]
+    assert torch[-3:] == [next(p for p in pins if p.startswith("torch==")), "--index-url",
+                          colab_setup.TORCH_CPU_INDEX]
+    installed = torch[-3:-2] + others[6:]
+    assert others[:6] == ["python", "-m", "pip", "install", "--quiet",
+                          "--disable-pip-version-check"]
+    assert all(pin in pins for pin in installed) and len(installed) == len(colab_setup.RUNTIME)
+    names = {pin.split("==")[0].lower() for pin in installed}
+    assert not names & {"ipykernel", "ipython", "jupyterlab", "jupyter-book", "nbval", "pytest"}
+    with pytest.raises(ValueError, match="torchinfo"):
+        colab_setup.runtime_pins(requirements.replace("torchinfo==", "torchinfo>="))
+
+
+def test_the_set_repository_gives_every_page_a_colab_button():
+    from jupyter_book.config import get_final_config
+
+    text = (ROOT / "_config.yml").read_text()
+    for repository, url, colab in [("", "", ""), ("owner/book", "https://github.com/owner/book",
+                                                  "https://colab.research.google.com")]:
+        config = yaml.safe_load(set_repository.update_config(text, repository))
+        final, _ = get_final_config(user_yaml=config, sourcedir=ROOT,
+                                    cli_config={"latex_individualpages": False})
+        options = final["html_theme_options"]
+        assert (options["repository_url"], options["launch_buttons"]["colab_url"]) == (url, colab)
+    workflow = (ROOT / ".github" / "workflows" / "pages.yml").read_text()
+    assert 'python3 tools/set_repository.py "$GITHUB_REPOSITORY"' in workflow
+    assert workflow.index("set_repository.py") < workflow.index("python3 book.py build")
