@@ -157,6 +157,71 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+# The largest seeds the libraries take: torch.manual_seed an unsigned 64-bit integer, NumPy's
+# legacy RandomState (scikit-learn's random_state) an unsigned 32-bit one.
+TORCH_SEED_MAX, NUMPY_SEED_MAX = 2**64 - 1, 2**32 - 1
+MAX_THREADS = 1024            # more threads than any CPU the book targets has, and than torch takes
+
+
+def _check_seed(name: str, value, maximum: int = TORCH_SEED_MAX) -> int:
+    value = _check_int(name, value, 0)
+    if value > maximum:
+        raise ValueError(f"{name} must be at most 2**{maximum.bit_length()} - 1 ({maximum}), "
+                         f"got {value!r}")
+    return value
+
+
+def _check_threads(name: str, value) -> int:
+    value = _check_int(name, value, 1)
+    if value > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS}, got {value!r}")
+    return value
+
+
+def _check_seconds(name: str, value, maximum: float = 3600.0) -> float:
+    """A duration in seconds: a finite number > 0 and at most an hour."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds, got {_describe(value)}")
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise ValueError(f"{name} must be a number of seconds > 0 and <= {maximum:g}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _check_module(name: str, value) -> nn.Module:
+    """An initialised ``nn.Module``: a lazy module must have run once (it has no weights yet)."""
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {_describe(value)}")
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    lazy = [key or type(value).__name__ for key, module in value.named_modules()
+            if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()]
+    if lazy:
+        raise ValueError(f"{name} has lazy modules not yet initialised ({', '.join(lazy[:3])}): "
+                         "call it once on an input first, so that it has its weights")
+    return value
+
+
+def _check_float_dtype(name: str, value, allowed: tuple | None = None) -> torch.dtype:
+    """A floating-point ``torch.dtype`` (one of ``allowed`` if given)."""
+    if not isinstance(value, torch.dtype):
+        raise TypeError(f"{name} must be a torch.dtype such as torch.float32, got "
+                        f"{_describe(value)}")
+    if not value.is_floating_point or (allowed is not None and value not in allowed):
+        wanted = "a floating-point torch.dtype" if allowed is None else " or ".join(map(str, allowed))
+        raise ValueError(f"{name} must be {wanted}, got {value}")
+    return value
+
+
+def _check_memory_format(name: str, value) -> torch.memory_format:
+    if not isinstance(value, torch.memory_format):
+        raise TypeError(f"{name} must be a torch.memory_format, got {_describe(value)}")
+    if value not in (torch.channels_last, torch.contiguous_format):
+        raise ValueError(f"{name} must be torch.channels_last or torch.contiguous_format, "
+                         f"got {value}")
+    return value
+
+
 def _check_rate(name: str, value, below: float | None = None) -> float:
     """Return ``value`` as a float if it is a finite real number >= 0 (and < ``below``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -557,7 +622,9 @@ class LayerCost:
         name, kind, input_shape, output_shape, mults, params: the fields above.
 
     Raises:
-        Nothing: records are made by :func:`layer_costs`, which checks its own arguments.
+        TypeError: ``name`` or ``kind`` is not a string, a shape is not a tuple of integers, or
+            ``mults`` or ``params`` is not an integer.
+        ValueError: a shape holds a negative size, or ``mults`` or ``params`` is negative.
 
     Example:
         >>> layer_costs(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 10, 10))[0].mults
@@ -570,6 +637,20 @@ class LayerCost:
     output_shape: tuple[int, ...]
     mults: int
     params: int
+
+    def __post_init__(self):
+        for field_name in ("name", "kind"):
+            if not isinstance(getattr(self, field_name), str):
+                raise TypeError(f"{field_name} must be a string, got "
+                                f"{_describe(getattr(self, field_name))}")
+        for field_name in ("input_shape", "output_shape"):
+            shape = getattr(self, field_name)
+            if not isinstance(shape, tuple):
+                raise TypeError(f"{field_name} must be a tuple of sizes, got {_describe(shape)}")
+            for i, size in enumerate(shape):
+                _check_int(f"{field_name}[{i}]", size, 0)
+        _check_int("mults", self.mults, 0)
+        _check_int("params", self.params, 0)
 
 
 def module_mults(module, input, output) -> int:
@@ -595,6 +676,7 @@ def module_mults(module, input, output) -> int:
     """
     if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
         raise TypeError(f"module must be a convolution or nn.Linear, got {_describe(module)}")
+    _check_module("module", module)
     for name, value in (("input", input), ("output", output)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a tensor, got {_describe(value)}")
@@ -802,8 +884,7 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
 
 
 def _check_model_and_inputs(model, inputs, kwargs, caller: str) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not inputs and not kwargs:
         raise ValueError(f"{caller} needs at least one input for the model, got none")
     tensors = [t for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
@@ -977,9 +1058,13 @@ class _DepthwiseSeparableConvNd(nn.Module):
             self.padding = _check_tuple("padding", padding, self._dims, 0)
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be True or False, got {bias!r}")
+        if not isinstance(padding_mode, str):
+            raise TypeError(f"padding_mode must be a string, got {_describe(padding_mode)}")
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
         self.padding_mode = padding_mode
+        if dtype is not None:
+            _check_float_dtype("dtype", dtype)
         hidden = self.in_channels * self.depth_multiplier
         factory = {"device": device, "dtype": dtype}
         # One spatial filter (or depth_multiplier of them) per input channel:
@@ -1112,6 +1197,7 @@ def to_standard_conv(layer):
     """
     if not isinstance(layer, _DepthwiseSeparableConvNd):
         raise TypeError(f"layer must be a DepthwiseSeparableConv1d or 2d, got {_describe(layer)}")
+    _check_module("layer", layer)
     depthwise, pointwise = layer.depthwise, layer.pointwise
     m, k, n = layer.in_channels, layer.depth_multiplier, layer.out_channels
     d = depthwise.weight.reshape(m, k, *layer.kernel_size)           # D[m, j, ...]
@@ -1200,8 +1286,7 @@ def count_params(model) -> int:
         >>> count_params(nn.Conv2d(3, 64, 5))  # 5*5*3*64 weights + 64 biases
         4864
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -1225,8 +1310,7 @@ def param_table(model) -> PrettyTable:
         >>> param_table(nn.Linear(3, 2)).rows[-1]
         ['total', '', '8']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     table = PrettyTable(["parameter", "shape", "count"])
     table.align = "r"
     table.align["parameter"] = table.align["shape"] = "l"
@@ -1321,11 +1405,11 @@ def mobilenet_v1_layer_shapes(resolution=224) -> list[dict]:
     return shapes
 
 
-def _check_multiplier(name: str, value) -> float:
+def _check_multiplier(name: str, value, maximum: float = 4.0) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise ValueError(f"{name} must be a number > 0 and <= {maximum:g}, got {value!r}")
     return float(value)
 
 
@@ -1346,7 +1430,8 @@ def mobilenet_v1(width_multiplier=1.0, num_classes=1000, separable=True) -> nn.M
 
     Args:
         width_multiplier (float): the paper's alpha; every layer's channels become
-            ``int(alpha * c)`` (the input's 3 channels excepted). Default: 1.0.
+            ``int(alpha * c)`` (the input's 3 channels excepted); at most 4 (the papers go
+            to 1.4). Default: 1.0.
         num_classes (int): outputs of the classifier. Default: 1000.
         separable (bool): ``False`` builds the paper's "Conv MobileNet": every depthwise
             separable block replaced by one full 3x3 convolution (with batch norm and
@@ -1698,8 +1783,7 @@ def imagenet_preprocess(image, short_side=256, position=(0.5, 0.5), flip=False,
         raise ValueError(f"position must lie between 0 and 1, got {tuple(position)!r}")
     if not isinstance(flip, bool):
         raise TypeError(f"flip must be True or False, got {flip!r}")
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    _check_float_dtype("dtype", dtype, (torch.float32, torch.float64))
     x = image.permute(2, 0, 1).unsqueeze(0).to(dtype) / 255.0
     height, width = x.shape[2:]
     scale = short_side / min(height, width)
@@ -1838,7 +1922,7 @@ def randomize_batch_norms(model, seed=0):
 
     Args:
         model (nn.Module): the model; its ``BatchNorm1d/2d/3d`` modules are changed.
-        seed (int): seed of the random values (0 or more). Default: 0.
+        seed (int): seed of the random values (0 to 2**64 - 1). Default: 0.
 
     Returns:
         nn.Module: ``model`` itself.
@@ -1852,9 +1936,8 @@ def randomize_batch_norms(model, seed=0):
         >>> bool(bn.running_var.min() >= 0.5)
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    seed = _check_int("seed", seed, 0)
+    _check_module("model", model)
+    seed = _check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.modules():
@@ -1887,7 +1970,10 @@ class InferenceModel(nn.Module):
         contiguous (channels-last exists for 4-D tensors only).
 
     Raises:
-        Nothing itself: it is built by :func:`prepare_for_inference`, which checks the model.
+        TypeError: ``model`` is not a module, ``memory_format`` not a ``torch.memory_format``,
+            or ``folded`` not an integer.
+        ValueError: ``memory_format`` is neither channels-last nor contiguous, ``folded`` is
+            negative, or ``model`` has lazy modules not yet initialised.
 
     Example:
         >>> ready = prepare_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
@@ -1896,6 +1982,9 @@ class InferenceModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, memory_format: torch.memory_format, folded: int):
+        _check_module("model", model)
+        _check_memory_format("memory_format", memory_format)
+        folded = _check_int("folded", folded, 0)
         super().__init__()
         self.model = model
         self.memory_format = memory_format
@@ -1951,11 +2040,8 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
         >>> fast.folded_batch_norms, tuple(fast(torch.zeros(1, 3, 224, 224)).shape)
         (27, (1, 1000))
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if memory_format not in (torch.channels_last, torch.contiguous_format):
-        raise ValueError(f"memory_format must be torch.channels_last or "
-                         f"torch.contiguous_format, got {memory_format!r}")
+    _check_module("model", model)
+    _check_memory_format("memory_format", memory_format)
     try:
         prepared = copy.deepcopy(model).eval()
     except Exception as error:
@@ -1983,7 +2069,7 @@ def time_blocks(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> d
 
     Args:
         functions (dict): name -> callable taking no argument.
-        threads (int): ``torch`` intra-op threads for the measurement. Default: 2.
+        threads (int): ``torch`` intra-op threads for the measurement, 1 to 1,024. Default: 2.
         rounds (int): how many times each function is timed in turn. Default: 3.
         min_run_time (float or None): seconds per ``blocked_autorange``, or None for one call per
             round. Default: 0.2.
@@ -1993,10 +2079,11 @@ def time_blocks(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> d
         dict: name -> one list per round of the seconds per call of each of its blocks.
 
     Raises:
-        TypeError: ``functions`` is not a non-empty dict of callables, or an integer argument
-            is not an integer.
-        ValueError: ``threads`` or ``rounds`` below 1, a negative ``warmup``, or a
-            ``min_run_time`` that is neither None nor a positive number of seconds.
+        TypeError: ``functions`` is not a dict or holds something not callable, an integer
+            argument is not an integer, or ``min_run_time`` is neither a number nor None.
+        ValueError: ``functions`` is empty, ``threads`` is not between 1 and 1,024,
+            ``rounds`` is below 1, ``warmup`` is negative, or ``min_run_time`` is not a finite
+            number of seconds above 0 and at most 3,600.
 
     The speed chapter explains it; the benchmarks in ``benchmarks/`` time with it.
 
@@ -2006,14 +2093,18 @@ def time_blocks(functions, threads=2, rounds=3, min_run_time=0.2, warmup=3) -> d
         >>> len(blocks["sum"]), all(t > 0 for block in blocks["sum"] for t in block)
         (2, True)
     """
-    if not isinstance(functions, dict) or not functions or not all(callable(f) for f in functions.values()):
-        raise TypeError(f"functions must be a non-empty dict of callables, got {_describe(functions)}")
-    threads = _check_int("threads", threads, 1)
+    if not isinstance(functions, dict):
+        raise TypeError(f"functions must be a dict of name -> callable, got {_describe(functions)}")
+    if not functions:
+        raise ValueError("functions must name at least one function, got an empty dict")
+    for name, function in functions.items():
+        if not callable(function):
+            raise TypeError(f"functions[{name!r}] must be callable, got {_describe(function)}")
+    threads = _check_threads("threads", threads)
     rounds = _check_int("rounds", rounds, 1)
     warmup = _check_int("warmup", warmup, 0)
-    if min_run_time is not None and (isinstance(min_run_time, bool) or not isinstance(min_run_time, numbers.Real)
-                                     or not min_run_time > 0):
-        raise ValueError(f"min_run_time must be a positive number of seconds or None, got {min_run_time!r}")
+    if min_run_time is not None:
+        _check_seconds("min_run_time", min_run_time)
     from torch.utils import benchmark  # here, not at the top: importing it takes a quarter second
 
     previous = torch.get_num_threads()
@@ -2049,7 +2140,7 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2,
 
     Args:
         functions (dict): name -> callable taking no argument.
-        threads (int): ``torch`` intra-op threads for the measurement. Default: 2.
+        threads (int): ``torch`` intra-op threads for the measurement, 1 to 1,024. Default: 2.
         rounds (int): how many times each function is timed in turn. Default: 3.
         min_run_time (float): seconds per ``blocked_autorange``. Default: 0.2.
         warmup (int): untimed calls before measuring. Default: 3.
@@ -2058,10 +2149,11 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2,
         dict: name -> median seconds per call.
 
     Raises:
-        TypeError: ``functions`` is not a non-empty dict of callables, or an integer argument
-            is not an integer.
-        ValueError: ``threads`` or ``rounds`` below 1, a negative ``warmup``, or a
-            ``min_run_time`` that is not a positive number of seconds.
+        TypeError: ``functions`` is not a dict or holds something not callable, an integer
+            argument is not an integer, or ``min_run_time`` is not a number.
+        ValueError: ``functions`` is empty, ``threads`` is not between 1 and 1,024,
+            ``rounds`` is below 1, ``warmup`` is negative, or ``min_run_time`` is not a finite
+            number of seconds above 0 and at most 3,600.
 
     The speed chapter explains it; the numbers it returns are live measurements of the machine
     that runs it.
@@ -2073,7 +2165,8 @@ def time_side_by_side(functions, threads=2, rounds=3, min_run_time=0.2,
         True
     """
     if min_run_time is None:
-        raise ValueError("min_run_time must be a positive number of seconds, got None")
+        raise TypeError("min_run_time must be a number of seconds, got None")
+    _check_seconds("min_run_time", min_run_time)
     blocks = time_blocks(functions, threads, rounds, min_run_time, warmup)
     return {name: statistics.median(t for one_round in rounds_ for t in one_round)
             for name, rounds_ in blocks.items()}
@@ -2092,7 +2185,7 @@ def load_digits_split(test_fraction=0.25, seed=0, dtype=torch.float64):
     Args:
         test_fraction (float): share of the images kept for testing, strictly between 0 and 1.
             Default: 0.25.
-        seed (int): seed of the stratified split (0 or more). Default: 0.
+        seed (int): seed of the stratified split (0 to 2**32 - 1). Default: 0.
         dtype (torch.dtype): floating-point type of the images. Default: ``torch.float64``.
 
     Shape:
@@ -2112,11 +2205,12 @@ def load_digits_split(test_fraction=0.25, seed=0, dtype=torch.float64):
         >>> tuple(x_train.shape), len(y_test), x_train.dtype
         ((1347, 1, 8, 8), 450, torch.float64)
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or not 0 < test_fraction < 1:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
+        raise TypeError(f"test_fraction must be a number, got {_describe(test_fraction)}")
+    if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be a number between 0 and 1, got {test_fraction!r}")
-    seed = _check_int("seed", seed, 0)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    seed = _check_seed("seed", seed, NUMPY_SEED_MAX)
+    _check_float_dtype("dtype", dtype)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -2171,11 +2265,10 @@ def digits_cross_validation(train_size, folds=5, repeats=2, seed=0,
         raise ValueError(f"train_size must be a multiple of 10 (one tenth per digit), got {train_size}")
     folds = _check_int("folds", folds, 2)
     repeats = _check_int("repeats", repeats, 1)
-    seed = _check_int("seed", seed, 0)
+    seed = _check_seed("seed", seed, NUMPY_SEED_MAX)
     if seed > 2**32 - 1:
         raise ValueError(f"seed must be at most 2**32 - 1 (scikit-learn's limit), got {seed}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    _check_float_dtype("dtype", dtype)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -2239,8 +2332,7 @@ def digits_cnn(separable=False, width=16, dtype=torch.float64) -> nn.Sequential:
     if not isinstance(separable, bool):
         raise TypeError(f"separable must be True or False, got {separable!r}")
     width = _check_int("width", width, 1)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    _check_float_dtype("dtype", dtype)
 
     def block(in_channels, out_channels, separable):
         layer = DepthwiseSeparableConv2d if separable else nn.Conv2d
@@ -2267,7 +2359,7 @@ def reset_weights(model, seed=0) -> nn.Module:
 
     Args:
         model (nn.Module): the network; its parameters are overwritten in place.
-        seed (int): seed of the initial weights (0 or more). Default: 0.
+        seed (int): seed of the initial weights (0 to 2**64 - 1). Default: 0.
 
     Returns:
         nn.Module: ``model`` itself.
@@ -2282,9 +2374,8 @@ def reset_weights(model, seed=0) -> nn.Module:
         >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    seed = _check_int("seed", seed, 0)
+    _check_module("model", model)
+    seed = _check_seed("seed", seed)
     torch.manual_seed(seed)
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
@@ -2312,7 +2403,8 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         lr (float): initial learning rate. Default: 0.05.
         weight_decay (float): L2 penalty on every parameter. Default: 5e-4.
         momentum (float): SGD's momentum, in [0, 1). Default: 0.9.
-        seed (int): seed of the initial weights and of the batch order. Default: 0.
+        seed (int): seed of the initial weights and of the batch order (0 to 2**64 - 1).
+            Default: 0.
         track_train_accuracy (bool): measure the accuracy on the whole training set after every
             epoch, not only after the last one (it costs a pass over the training set). Default: False.
         track_test_accuracy (bool): measure the accuracy on the test set after every epoch, not only
@@ -2344,16 +2436,17 @@ def train_digits(model, data, epochs=12, batch_size=64, lr=0.05, weight_decay=5e
         >>> len(history["train_loss"]), len(history["train_accuracy"]), "final_test_loss" in history
         (1, 1, True)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    seed = _check_seed("seed", seed)
     lr = _check_rate("lr", lr)
     weight_decay = _check_rate("weight_decay", weight_decay)
     momentum = _check_rate("momentum", momentum, below=1.0)
-    if not (isinstance(data, (tuple, list)) and len(data) == 4 and all(isinstance(d, torch.Tensor) for d in data)):
-        raise ValueError(f"data must be (x_train, y_train, x_test, y_test) tensors, got {_describe(data)}")
+    if not (isinstance(data, (tuple, list)) and all(isinstance(d, torch.Tensor) for d in data)):
+        raise TypeError(f"data must be (x_train, y_train, x_test, y_test) tensors, got {_describe(data)}")
+    if len(data) != 4:
+        raise ValueError(f"data must be 4 tensors (x_train, y_train, x_test, y_test), got {len(data)}")
     for name, value in (("track_train_accuracy", track_train_accuracy),
                         ("track_test_accuracy", track_test_accuracy)):
         if not isinstance(value, bool):
@@ -2455,6 +2548,7 @@ def separable_rank_limit(conv) -> int:
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {_describe(conv)}")
+    _check_module("conv", conv)
     return min(conv.out_channels, math.prod(conv.kernel_size))
 
 
@@ -2635,7 +2729,7 @@ def onnxruntime_session(model, example_input, threads=1):
     Args:
         model (nn.Module): a model taking one tensor.
         example_input (torch.Tensor): an input of the shape the session will accept (fp32).
-        threads (int): ONNX Runtime's intra-op threads, 1 or more. Default: 1.
+        threads (int): ONNX Runtime's intra-op threads, 1 to 1,024. Default: 1.
 
     Shape:
         The callable takes a tensor of ``example_input``'s shape and returns the model's output.
@@ -2657,11 +2751,10 @@ def onnxruntime_session(model, example_input, threads=1):
         >>> tuple(run(x).shape), bool(torch.allclose(run(x), layer(x), atol=1e-5))
         ((1, 16, 10, 10), True)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
-    threads = _check_int("threads", threads, 1)
+    threads = _check_threads("threads", threads)
     import onnxruntime
 
     exported = copy.deepcopy(model).eval()
@@ -2745,7 +2838,9 @@ class KerasSameConv2d(nn.Conv2d):
             (there is no ``padding`` argument).
 
     Raises:
-        TypeError, ValueError: as ``nn.Conv2d`` for its arguments.
+        TypeError: an argument of the wrong type (an integer argument not an integer, ``bias``
+            not a bool).
+        ValueError: a size below 1, or ``groups`` that does not divide both channel counts.
 
     Shape:
         - Input: :math:`(B, C_{in}, H, W)`; output: :math:`(B, C_{out}, \\lceil H/s \\rceil,
@@ -2759,6 +2854,14 @@ class KerasSameConv2d(nn.Conv2d):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, groups=1,
                  bias=True):
+        in_channels = _check_int("in_channels", in_channels, 1)
+        out_channels = _check_int("out_channels", out_channels, 1)
+        kernel_size = _check_tuple("kernel_size", kernel_size, 2, 1)
+        stride = _check_tuple("stride", stride, 2, 1)
+        dilation = _check_tuple("dilation", dilation, 2, 1)
+        groups = _check_groups(groups, in_channels, out_channels)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be True or False, got {_describe(bias)}")
         super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups,
                          bias)
 
@@ -3098,8 +3201,7 @@ def counter_reports(model, input) -> dict:
     import io
     import warnings
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
     def fresh() -> nn.Module:
@@ -3175,6 +3277,13 @@ def layer_kind(module) -> str | None:
         >>> [layer_kind(m) for m in DepthwiseSeparableConv2d(8, 16, 3).children()]
         ['depthwise', 'pointwise']
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {_describe(module)}")
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+        raise ValueError(f"module is a lazy module not yet initialised ({type(module).__name__})"
+                         ": call it once on an input first")
     if isinstance(module, nn.Linear):
         return "linear"
     if not isinstance(module, nn.modules.conv._ConvNd):
@@ -3211,8 +3320,7 @@ def training_mults(model, input) -> list[dict]:
         >>> [(r["forward"], r["grad_input"], r["grad_weight"]) for r in rows]
         [(162, 0, 162), (36, 36, 36)]
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
     rows = []
@@ -3360,8 +3468,7 @@ def quantize_weights(model, per_channel=False) -> nn.Module:
         >>> len(rounded[0].weight.unique()) <= 255
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
     quantized = fold_batch_norms(model)
@@ -3402,8 +3509,7 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
         >>> sqnr_db(net(x), simulate_int8(net, x)(x)) > 30
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not isinstance(calibration, torch.Tensor):
         raise TypeError(f"calibration must be a tensor, got {_describe(calibration)}")
     if not isinstance(per_channel, bool):
@@ -3447,8 +3553,7 @@ def fold_batch_norms(model) -> nn.Module:
         >>> sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
         0
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     folded = copy.deepcopy(model).eval()
     _fold_batch_norms(folded)           # the folding of prepare_for_inference, one source
     return folded
@@ -3521,8 +3626,7 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
         >>> torch.allclose(net(x), equalize_cross_layer(net)(x))
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     sweeps = _check_int("sweeps", sweeps, 1)
     equalized = fold_batch_norms(model)
     pairs = []
@@ -3585,7 +3689,7 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
         example_input (torch.Tensor): an input of the shape the session will accept.
         calibration (list of torch.Tensor): calibration batches, each of ``example_input``'s shape.
         per_channel (bool): weights per output channel. Default: False.
-        threads (int): ONNX Runtime's intra-op threads. Default: 1.
+        threads (int): ONNX Runtime's intra-op threads, 1 to 1,024. Default: 1.
         reduce_range (bool): weights in 7 bits instead of 8, ONNX Runtime's remedy for the
             saturation of 8-bit products summed in 16 bits by x86 processors without VNNI.
             Default: False.
@@ -3597,18 +3701,19 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
         TypeError: arguments of the wrong type.
         ValueError: a calibration batch of another shape than ``example_input``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
-    if not (isinstance(calibration, (list, tuple)) and calibration
+    if not (isinstance(calibration, (list, tuple))
             and all(isinstance(c, torch.Tensor) for c in calibration)):
         raise TypeError(f"calibration must be a list of tensors, got {_describe(calibration)}")
+    if not calibration:
+        raise ValueError("calibration must hold at least one batch, got an empty list")
     if any(c.shape != example_input.shape for c in calibration):
         raise ValueError(f"every calibration batch must have shape {tuple(example_input.shape)}")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
-    threads = _check_int("threads", threads, 1)
+    threads = _check_threads("threads", threads)
     if not isinstance(reduce_range, bool):
         raise TypeError(f"reduce_range must be True or False, got {reduce_range!r}")
     import logging
@@ -3671,8 +3776,7 @@ def depthwise_weight_decay(model, weight_decay=5e-4, depthwise=0.0) -> list:
         >>> len(handles) > 0
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_module("model", model)
     weight_decay = _check_rate("weight_decay", weight_decay)
     depthwise = _check_rate("depthwise", depthwise)
     depthwise_weights = {id(m.weight) for m in model.modules()
@@ -3847,13 +3951,13 @@ def draw_kernel_slide(placements, size=5, kernel_size=3, stride=2, padding=1, nc
                         f"got {_describe(placements)}")
     if len(placements) == 0:
         raise ValueError("placements must name at least one output pixel, got none")
-    for place in placements:
+    for i, place in enumerate(placements):
         if not (isinstance(place, (list, tuple)) and len(place) == 2):
-            raise TypeError(f"each placement must be a (row, column) pair, "
+            raise TypeError(f"placements[{i}] must be a (row, column) pair, "
                             f"got {place!r}")
         for name, value in zip(("row", "column"), place):
-            if _check_int(f"placement {name}", value, 0) >= out:
-                raise ValueError(f"placement {tuple(place)!r} is outside the "
+            if _check_int(f"placements[{i}] {name}", value, 0) >= out:
+                raise ValueError(f"placements[{i}] = {tuple(place)!r} is outside the "
                                  f"{out}x{out} output")
 
     color = LAYER_COLORS["standard"]

@@ -69,9 +69,9 @@ def test_draw_kernel_slide_other_shapes_and_layout():
 @pytest.mark.parametrize("kwargs, error, words", [
     (dict(placements=[]), ValueError, "at least one"),
     (dict(placements=[(3, 0)]), ValueError, "outside the 3x3 output"),
-    (dict(placements=[(0, -1)]), ValueError, "placement column"),
+    (dict(placements=[(0, -1)]), ValueError, r"placements\[0\] column"),
     (dict(placements=[(0,)]), TypeError, "(row, column) pair"),
-    (dict(placements=[(0, 1.5)]), TypeError, "placement column"),
+    (dict(placements=[(0, 1.5)]), TypeError, r"placements\[0\] column"),
     (dict(placements=(0, 0)), TypeError, "(row, column) pair"),
     (dict(placements="00"), TypeError, "placements"),
     (dict(placements=[(0, 0)], kernel_size=9), ValueError, "does not fit"),

@@ -88,24 +88,29 @@ def test_time_side_by_side_is_the_median_of_time_blocks(monkeypatch):
     blocks = {"a": [[1.0, 5.0], [2.0]], "b": [[4.0], [3.0, 9.0, 8.0]]}
     monkeypatch.setattr(du, "time_blocks", lambda *args: blocks)
     assert du.time_side_by_side({"a": print, "b": print}) == {"a": 2.0, "b": 6.0}
-    with pytest.raises(ValueError, match="min_run_time must be a positive number of seconds, got None"):
+    with pytest.raises(TypeError, match="min_run_time must be a number of seconds, got None"):
         du.time_side_by_side({"a": print}, min_run_time=None)
 
 
 def test_time_blocks_bad_min_run_time():
-    with pytest.raises(ValueError, match="min_run_time must be a positive number of seconds or None, got -1"):
+    with pytest.raises(ValueError, match="min_run_time must be a number of seconds > 0 and <= 3600, got -1"):
         du.time_blocks({"f": lambda: None}, min_run_time=-1)
-    with pytest.raises(TypeError, match="functions must be a non-empty dict of callables"):
+    # an infinite time would never return; an hour is the most a block may take
+    with pytest.raises(ValueError, match="min_run_time must be a number of seconds > 0 and <= 3600, got inf"):
+        du.time_blocks({"f": lambda: None}, min_run_time=float("inf"))
+    with pytest.raises(TypeError, match="functions must be a dict of name -> callable"):
         du.time_blocks([lambda: None])
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(functions={}), TypeError, "functions must be a non-empty dict of callables"),
-    (dict(functions={"x": 3}), TypeError, "functions must be a non-empty dict of callables"),
+    (dict(functions={}), ValueError, "functions must name at least one function"),
+    (dict(functions={"x": 3}), TypeError, "functions['x'] must be callable, got 3"),
     (dict(functions={"f": lambda: None}, threads=0), ValueError, "threads must be positive, got 0"),
     (dict(functions={"f": lambda: None}, rounds=0), ValueError, "rounds must be positive, got 0"),
     (dict(functions={"f": lambda: None}, warmup=-1), ValueError, "warmup must be at least 0, got -1"),
-    (dict(functions={"f": lambda: None}, min_run_time=0), ValueError, "min_run_time must be a positive number"),
+    (dict(functions={"f": lambda: None}, min_run_time=0), ValueError, "min_run_time must be a number of seconds > 0"),
+    (dict(functions={"f": lambda: None}, min_run_time=float("inf")), ValueError, "<= 3600, got inf"),
+    (dict(functions={"f": lambda: None}, threads=2**40), ValueError, "threads must be at most 1024"),
 ])
 def test_time_side_by_side_bad_arguments(kwargs, error, message):
     with pytest.raises(error) as info:

@@ -78,7 +78,8 @@ def test_mobilenet_paper_figures_within_rounding():
 
 
 @pytest.mark.parametrize("value, error, message", [
-    (0, ValueError, "width_multiplier must be a positive finite number, got 0"),
+    (0, ValueError, "width_multiplier must be a number > 0 and <= 4, got 0"),
+    (4.5, ValueError, "width_multiplier must be a number > 0 and <= 4, got 4.5"),
     (-0.5, ValueError, "got -0.5"),
     (float("nan"), ValueError, "got nan"),
     (float("inf"), ValueError, "got inf"),

@@ -151,7 +151,7 @@ def test_crops_at_other_scales_places_and_mirrored():
     (dict(position=(0.5, 1.5)), ValueError, "position"),
     (dict(position=(-0.1, 0.5)), ValueError, "position"),
     (dict(flip=1), TypeError, "flip"),
-    (dict(dtype=torch.int64), TypeError, "dtype"),
+    (dict(dtype=torch.int64), ValueError, "dtype"),      # a dtype, but not a floating one
     (dict(dtype="float64"), TypeError, "dtype"),
 ])
 def test_crop_arguments_are_checked(arguments, error, message):
