@@ -3307,17 +3307,27 @@ def training_mults(model, input) -> list[dict]:
     its backward pass does as many again for the gradient with respect to its input (unless the
     input needs no gradient: the first layer) and as many for the gradient with respect to its
     weight (unless the weight is frozen). The chapter on training cost derives the three counts.
+    They hold for every convolution: 1-D to 3-D, strided, dilated, grouped, transposed. The forward
+    counts are those of :func:`count_mults` (the same operators, seen as PyTorch runs them), and so
+    are products a module's own ``forward`` computes (``F.conv2d``, ``@``, ``addmm_``): each of their
+    two operands that needs a gradient costs the forward count again.
 
     Args:
-        model (nn.Module): the model; it runs once, with gradients, in its current mode.
+        model (nn.Module): the model; it runs once, with gradients, in its current mode, and is
+            left as it was (training flags, buffers: batch-norm statistics and their counters).
         input (torch.Tensor): a batch; ``input.requires_grad`` decides the first layer's count.
 
     Returns:
-        list of dict, one per layer call: ``name``, ``kind`` (:func:`layer_kind`), ``forward``,
+        list of dict, one per layer call (and per other module call that multiplies itself), in
+        the order the calls finished: ``name``, ``kind`` (:func:`layer_kind`), ``forward``,
         ``grad_input`` and ``grad_weight`` (multiply-accumulates, bias excluded).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module`` or ``input`` not a tensor.
+        TypeError: ``model`` is not an ``nn.Module`` or holds a TorchScript module (scripted or
+            traced: it runs no hooks), ``input`` is not a tensor, or the model runs an operator
+            whose backward cost is not derived here (attention kernels) or that is not counted
+            (as :func:`layer_costs`).
+        ValueError: the model fails on ``input`` (the model's error is attached).
 
     Example:
         >>> rows = training_mults(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1)),
@@ -3325,31 +3335,29 @@ def training_mults(model, input) -> list[dict]:
         >>> [(r["forward"], r["grad_input"], r["grad_weight"]) for r in rows]
         [(162, 0, 162), (36, 36, 36)]
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    model = _check_readable(model, "training_mults")
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
+
+    def step():
+        # with gradients even under torch.no_grad or torch.inference_mode around the call
+        with torch.inference_mode(False), torch.enable_grad():
+            x = input.clone().detach().requires_grad_(input.requires_grad) if input.is_inference() else input
+            try:
+                model(x)
+            except RuntimeError as error:
+                raise _model_error(error, (input,), {}) from error
+
     rows = []
-
-    def record(name):
-        def hook(module, args, output):
-            per_output = (module.in_features if isinstance(module, nn.Linear) else
-                          module.in_channels // module.groups
-                          * math.prod(module.kernel_size))
-            forward = output.numel() * per_output
-            rows.append(dict(name=name, kind=layer_kind(module), forward=forward,
-                             grad_input=forward if args[0].requires_grad else 0,
-                             grad_weight=forward if module.weight.requires_grad else 0))
-        return hook
-
-    handles = [module.register_forward_hook(record(name))
-               for name, module in model.named_modules() if layer_kind(module)]
-    try:
-        with torch.enable_grad():
-            model(input)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with _Kept(model):                          # batch-norm statistics are restored
+        records = _record_calls(model, step)
+    for frame, _ in records:
+        if frame["underived"]:
+            where = f"model.{frame['name']}" if frame["name"] else "model"
+            raise TypeError(f"training_mults cannot cost the backward pass of {frame['underived']} "
+                            f"run by {where}: its gradients are not derived here")
+        rows.append(dict(name=frame["name"], kind=layer_kind(frame["module"]), forward=frame["mults"],
+                         grad_input=frame["grad_input"], grad_weight=frame["grad_weight"]))
     return rows
 
 
