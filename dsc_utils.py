@@ -618,7 +618,8 @@ def count_mults_with_hooks(model, *inputs, **kwargs) -> int:
     The idea of the counting chapter in a few lines: a forward hook on every convolution and linear
     layer adds :func:`module_mults` of each call. It sees only work done inside those modules; a
     ``forward`` that calls ``F.conv2d`` or ``@`` itself escapes it. :func:`count_mults` counts every
-    operation and is the one to use.
+    operation and is the one to use. A TorchScript module runs no hooks: it is refused, never
+    counted as 0.
 
     Args:
         model (nn.Module): the model; left as it was (see :func:`layer_costs`).
@@ -823,7 +824,11 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
 
     The model runs once without gradients and in evaluation mode, and is left exactly as it was:
     every module's training flag and every buffer (batch-norm statistics) are restored, and the hooks
-    are removed.
+    are removed; a model with uninitialized lazy modules runs as a copy, so that it stays
+    uninitialized. The count is the same whatever mode the model is in and under ``torch.no_grad``
+    or ``torch.inference_mode``, around the call or inside the model's ``forward`` (as in
+    :func:`prepare_for_inference`'s model); in-place and ``out=`` products (``addmm_``,
+    ``torch.mm(a, b, out=c)``) are counted as the products they are.
 
     Args:
         model (nn.Module): the model to run.
@@ -839,7 +844,9 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
         counted operator itself. A module called twice appears twice.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, the inputs contain no tensor, or the model runs
+        TypeError: ``model`` is not an ``nn.Module`` or holds a TorchScript module (from
+            ``torch.jit.script`` or ``torch.jit.trace``: it runs no hooks, so its work could not be
+            attributed; the message names it), the inputs contain no tensor, or the model runs
             an operator that multiplies and accumulates but that this function cannot count
             (LSTM kernels, fused attention or transformer kernels, bilinear, quantized layers).
         ValueError: no input was given, the model and inputs mix the meta device with another, or
@@ -984,8 +991,10 @@ def torch_flops(model, *inputs, **kwargs) -> int:
     An independent check of :func:`count_mults`: PyTorch counts two FLOPs per multiply-add of
     convolutions and matrix products and nothing for bias, batch norm, activations or pooling, so
     ``torch_flops == 2 * count_mults`` (except for the operators that counter omits, listed under
-    :func:`layer_costs`). Runs like :func:`layer_costs`: once, in evaluation mode, without
-    gradients, leaving the model as it was. The counting chapter compares the two.
+    :func:`layer_costs`, and in-place products such as ``addmm_``). Runs like :func:`layer_costs`:
+    once, in evaluation mode, without gradients, leaving the model as it was; unlike it, it also
+    counts a TorchScript module (``torch.jit.script`` or ``trace``) as a whole. The counting chapter
+    compares the two.
 
     Args:
         model (nn.Module): the model to run.
@@ -1309,14 +1318,24 @@ def count_params(model) -> int:
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` has an uninitialized lazy parameter (its size is not known yet).
 
     Example:
         >>> count_params(nn.Conv2d(3, 64, 5))  # 5*5*3*64 weights + 64 biases
         4864
     """
+    _check_sized(model)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_sized(model) -> None:
+    """``model`` is an ``nn.Module`` whose parameters all have a size (no uninitialized lazy ones)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    for name, parameter in model.named_parameters():
+        if isinstance(parameter, nn.parameter.UninitializedParameter):
+            raise ValueError(f"model.{name} is an uninitialized lazy parameter: its size is known only "
+                             f"once the model has run; run it once on an input first")
 
 
 def param_table(model) -> PrettyTable:
@@ -1334,13 +1353,13 @@ def param_table(model) -> PrettyTable:
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` has an uninitialized lazy parameter (its size is not known yet).
 
     Example:
         >>> param_table(nn.Linear(3, 2)).rows[-1]
         ['total', '', '8']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    _check_sized(model)
     table = PrettyTable(["parameter", "shape", "count"])
     table.align = "r"
     table.align["parameter"] = table.align["shape"] = "l"

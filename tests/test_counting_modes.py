@@ -313,6 +313,7 @@ READERS = {
     "training_mults": lambda m, x: du.training_mults(m, x),
     "count_params": lambda m, x: du.count_params(m),
     "param_table": lambda m, x: du.param_table(m),
+    "counter_reports": lambda m, x: du.counter_reports(m, x),
     "separable_rank_limit": lambda m, x: du.separable_rank_limit(m[0]),
     "layer_kind": lambda m, x: [du.layer_kind(layer) for layer in m.modules()],
 }
@@ -346,3 +347,12 @@ def test_a_lazy_model_is_counted_uninitialized():
     assert du.count_mults_with_hooks(model, x) == du.torch_flops(model, x) // 2 == 144
     assert sum(r["forward"] for r in du.training_mults(model, x)) == 144
     assert all(type(layer) is nn.LazyLinear and layer.has_uninitialized_params() for layer in model[::2])
+
+
+def test_parameters_of_a_lazy_model_are_refused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LazyLinear(2))
+    for read in (du.count_params, du.param_table):
+        with pytest.raises(ValueError, match=r"model[.]1[.]weight is an uninitialized lazy parameter"):
+            read(model)
+    model(torch.randn(1, 3, 4, 4))                  # the linear layer acts on the last dimension, 2
+    assert du.count_params(model) == 3 * 4 * 9 + 4 + 2 * 2 + 2
