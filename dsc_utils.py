@@ -700,7 +700,8 @@ def count_mults_with_hooks(model, *inputs, **kwargs) -> int:
     The idea of the counting chapter in a few lines: a forward hook on every convolution and linear
     layer adds :func:`module_mults` of each call. It sees only work done inside those modules; a
     ``forward`` that calls ``F.conv2d`` or ``@`` itself escapes it. :func:`count_mults` counts every
-    operation and is the one to use.
+    operation and is the one to use. A TorchScript module runs no hooks: it is refused, never
+    counted as 0.
 
     Args:
         model (nn.Module): the model; left as it was (see :func:`layer_costs`).
@@ -716,7 +717,7 @@ def count_mults_with_hooks(model, *inputs, **kwargs) -> int:
         >>> count_mults_with_hooks(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
         60211200
     """
-    _check_model_and_inputs(model, inputs, kwargs, "count_mults_with_hooks")
+    model = _check_model_and_inputs(model, inputs, kwargs, "count_mults_with_hooks")
     total = 0
 
     def hook(module, args, kwargs, output):
@@ -742,14 +743,34 @@ def _shape(tensor) -> tuple[int, ...]:
     return () if tensor is None else tuple(tensor.shape)
 
 
+def _base_name(func) -> str:
+    """An operator's name without the trailing underscore of its in-place variant: ``addmm_`` (which
+    accumulates into its first operand) multiplies as ``addmm`` does. ``out=`` variants (``mm.out``)
+    are overloads of the same name already."""
+    name = func.overloadpacket.__name__
+    return name[:-1] if name.endswith("_") and not name.endswith("__") else name
+
+
+_COUNTED = ("convolution", "_convolution", "convolution_overrideable", "linear", "mm", "bmm", "addmm",
+            "_addmm_activation", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot")
+
+
+def _counted(name: str) -> bool:
+    """Whether :func:`_aten_mults` knows the operator (by its :func:`_base_name`)."""
+    return name in _COUNTED or (name.startswith("_scaled_dot_product_") and "backward" not in name)
+
+
 def _aten_mults(name: str, args: tuple, output) -> int | None:
     """Multiply-accumulates of one operator call, from its arguments' shapes; None if the operator
-    does no dot products. Operands as in ATen: ``mm(a, b)``, ``addmm(c, a, b)``, ..."""
+    does no dot products. Operands as in ATen: ``mm(a, b)``, ``addmm(c, a, b)``, ...; ``name`` is
+    the :func:`_base_name` (in-place and ``out=`` variants take the same operands)."""
     if name in ("convolution", "_convolution", "convolution_overrideable"):
         x, weight, transposed = args[0], args[1], args[6]
         # weight: (out, in/groups, *k), or (in, out/groups, *k) if transposed
         per_element = weight.shape[1] * math.prod(weight.shape[2:])
         return (x.numel() if transposed else output.numel()) * per_element
+    if name == "linear":                        # seen whole under inference mode with out=
+        return output.numel() * args[1].shape[-1]
     if name in ("mm", "bmm", "addmm", "_addmm_activation", "baddbmm", "addbmm"):
         a, b = args[:2] if name in ("mm", "bmm") else args[1:3]  # the others add to args[0]
         return a.numel() * b.shape[-1]          # (.., n, k) @ (.., k, m): n*k*m per matrix
@@ -759,6 +780,14 @@ def _aten_mults(name: str, args: tuple, output) -> int | None:
         query, key, value = args[:3]            # (.., L, E), (.., S, E), (.., S, Ev)
         return math.prod(query.shape[:-1]) * key.shape[-2] * (query.shape[-1] + value.shape[-1])
     return None
+
+
+def _operands(name: str, args: tuple) -> tuple:
+    """The two multiplied operands of a counted operator (data first, weights second): the backward
+    pass computes a gradient for each that requires one, each costing the forward count."""
+    if name.startswith("_scaled_dot_product_"):
+        return ()                               # three operands, two products: not derived here
+    return tuple(args[1:3]) if name.startswith(("add", "badd", "_addmm")) else tuple(args[:2])
 
 
 _RECURRENT = ("rnn", "lstm", "gru")
@@ -771,12 +800,18 @@ def _uncounted_dot_product(namespace: str, name: str) -> bool:
     if "conv" in name and not name.lstrip("_").startswith("convert"):
         return True
     return (any(word in name for word in _RECURRENT) or "attention" in name or name.endswith("mm")
-            or name in ("_trilinear", "mkldnn_linear") or name.startswith("fbgemm_linear"))
+            or name.endswith("matmul") or name in ("_trilinear", "mkldnn_linear", "linear")
+            or name.startswith("fbgemm_linear"))
 
 
 class _CountingMode(TorchDispatchMode):
     """Sees every operator PyTorch runs and adds the multiply-accumulates of dot products to the
-    innermost module being executed (the top of ``stack``)."""
+    innermost module being executed (the top of ``stack``).
+
+    Under ``torch.inference_mode`` PyTorch's composite operators (``linear``, ``conv2d``, ``matmul``,
+    ``einsum``) arrive here whole instead of as the products they are made of: they are decomposed
+    here, as autograd would have done, so every mode is counted alike. In-place variants
+    (``addmm_``) are counted as their out-of-place operator."""
 
     def __init__(self, stack: list):
         super().__init__()
@@ -787,13 +822,26 @@ class _CountingMode(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        output = func(*args, **(kwargs or {}))
-        name = func.overloadpacket.__name__
+        kwargs = kwargs or {}
+        name = _base_name(func)
+        if not _counted(name):
+            with self:                          # a composite operator: count what it is made of
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        output = func(*args, **kwargs)
         mults = _aten_mults(name, args, output)
         frame = self.stack[-1]
         if mults is not None:
             frame["mults"] += mults
             frame["ops"] += 1
+            operands = _operands(name, args)
+            if not operands:
+                frame["underived"] = f"{func.namespace}.{name}"
+            elif mults:
+                data, weight = operands
+                frame["grad_input"] += mults if getattr(data, "requires_grad", False) else 0
+                frame["grad_weight"] += mults if getattr(weight, "requires_grad", False) else 0
         elif _uncounted_dot_product(func.namespace, name):
             raise TypeError(
                 f"model runs {func.namespace}.{name} in {frame['name'] or '(model)'!r} of type "
@@ -801,6 +849,45 @@ class _CountingMode(TorchDispatchMode):
                 f"counting without it would be wrong"
             )
         return output
+
+
+def _frame(module: nn.Module, name: str, input_shape: tuple) -> dict:
+    return dict(module=module, name=name, mults=0, ops=0, input=input_shape, grad_input=0,
+                grad_weight=0, underived=None)
+
+
+def _record_calls(model: nn.Module, run) -> list[tuple[dict, tuple]]:
+    """Call ``run()`` (which runs ``model``) under :class:`_CountingMode`, with forward pre- and
+    post-hooks keeping the stack of modules being executed. Returns ``(frame, output shape)`` of
+    every call of a convolution or linear module and of every other call that ran a counted
+    operator itself, in the order the calls finished; last, the model's own work outside any
+    module call, if any (name ``''``, output shape ``()``)."""
+    names = {module: name for name, module in model.named_modules()}
+    outside = _frame(model, "", ())             # work before any module ran
+    stack: list[dict] = [outside]
+    records: list[tuple[dict, tuple]] = []
+
+    def enter(module, args, kwargs):
+        stack.append(_frame(module, names[module], _shape(_first_tensor((args, kwargs)))))
+
+    def leave(module, args, kwargs, output):
+        frame = stack.pop()
+        if frame["ops"] or isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            records.append((frame, _shape(_first_tensor(output))))
+
+    handles = []
+    for module in names:
+        handles.append(module.register_forward_pre_hook(enter, with_kwargs=True, prepend=True))
+        handles.append(module.register_forward_hook(leave, with_kwargs=True))
+    try:
+        with _CountingMode(stack):
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if outside["ops"]:
+        records.append((outside, ()))
+    return records
 
 
 def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
@@ -819,7 +906,11 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
 
     The model runs once without gradients and in evaluation mode, and is left exactly as it was:
     every module's training flag and every buffer (batch-norm statistics) are restored, and the hooks
-    are removed.
+    are removed; a model with uninitialized lazy modules runs as a copy, so that it stays
+    uninitialized. The count is the same whatever mode the model is in and under ``torch.no_grad``
+    or ``torch.inference_mode``, around the call or inside the model's ``forward`` (as in
+    :func:`prepare_for_inference`'s model); in-place and ``out=`` products (``addmm_``,
+    ``torch.mm(a, b, out=c)``) are counted as the products they are.
 
     Args:
         model (nn.Module): the model to run.
@@ -835,7 +926,9 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
         counted operator itself. A module called twice appears twice.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, the inputs contain no tensor, or the model runs
+        TypeError: ``model`` is not an ``nn.Module`` or holds a TorchScript module (from
+            ``torch.jit.script`` or ``torch.jit.trace``: it runs no hooks, so its work could not be
+            attributed; the message names it), the inputs contain no tensor, or the model runs
             an operator that multiplies and accumulates but that this function cannot count
             (LSTM kernels, fused attention or transformer kernels, bilinear, quantized layers).
         ValueError: no input was given, the model and inputs mix the meta device with another, or
@@ -846,33 +939,8 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
         ...                                          torch.zeros(1, 1, 5, 5))]
         [('0', 162)]
     """
-    _check_model_and_inputs(model, inputs, kwargs, "layer_costs")
-    names = {module: name for name, module in model.named_modules()}
-    outside = dict(module=model, name="", mults=0, ops=0, input=())  # work before any module ran
-    stack: list[dict] = [outside]
-    records: list[tuple[dict, LayerCost]] = []
-
-    def enter(module, args, kwargs):
-        stack.append(dict(module=module, name=names[module], mults=0, ops=0,
-                          input=_shape(_first_tensor((args, kwargs)))))
-
-    def leave(module, args, kwargs, output):
-        frame = stack.pop()
-        if frame["ops"] or isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-            records.append((frame, _shape(_first_tensor(output))))
-
-    handles = []
-    for module in names:
-        handles.append(module.register_forward_pre_hook(enter, with_kwargs=True, prepend=True))
-        handles.append(module.register_forward_hook(leave, with_kwargs=True))
-    try:
-        with _CountingMode(stack):
-            _run_untouched(model, inputs, kwargs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if outside["ops"]:
-        records.append((outside, ()))
+    model = _check_model_and_inputs(model, inputs, kwargs, "layer_costs")
+    records = _record_calls(model, lambda: _run_untouched(model, inputs, kwargs))
     costs, seen = [], set()
     for frame, output_shape in records:
         module = frame["module"]
@@ -883,8 +951,10 @@ def layer_costs(model, *inputs, **kwargs) -> list[LayerCost]:
     return costs
 
 
-def _check_model_and_inputs(model, inputs, kwargs, caller: str) -> None:
-    _check_module("model", model)
+def _check_model_and_inputs(model, inputs, kwargs, caller: str, scripted: bool = False) -> nn.Module:
+    """Check the arguments of a counting function; return the model to run: ``model`` itself, or a
+    copy of it if it has lazy modules not yet initialized (running them would initialize them)."""
+    model = _check_readable(model, caller, scripted)
     if not inputs and not kwargs:
         raise ValueError(f"{caller} needs at least one input for the model, got none")
     tensors = [t for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
@@ -893,29 +963,81 @@ def _check_model_and_inputs(model, inputs, kwargs, caller: str) -> None:
     devices = {t.device.type for t in [*tensors, *model.parameters(), *model.buffers()]}
     if "meta" in devices and len(devices) > 1:
         raise ValueError(f"model and inputs must all be on the meta device or none, got {sorted(devices)}")
+    return model
+
+
+def _check_readable(model, caller: str, scripted: bool = False) -> nn.Module:
+    """``model`` if it is an ``nn.Module`` that ``caller`` can run and count without changing it.
+
+    TorchScript modules (``torch.jit.script`` or ``torch.jit.trace``, or any module holding one) run
+    no Python hooks, so their layers' work cannot be attributed: refused unless ``scripted``. A
+    model with uninitialized lazy modules (``nn.LazyConv2d``...) would be initialized by running it:
+    a copy is returned to run instead."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    if not scripted:
+        for name, module in model.named_modules():
+            if isinstance(module, torch.jit.ScriptModule):
+                where = f"model.{name}" if name else "model"
+                raise TypeError(
+                    f"{caller} cannot count {where}: it is a TorchScript module "
+                    f"({type(module).__name__}, from torch.jit.script or torch.jit.trace), which runs "
+                    f"no forward hooks, so its work would go uncounted; pass the nn.Module it was "
+                    f"made from (torch_flops counts the scripted one as a whole)")
+    lazy = [name for name, module in model.named_modules()
+            if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params()]
+    if lazy:
+        try:
+            return copy.deepcopy(model)
+        except Exception as error:
+            raise ValueError(
+                f"model has uninitialized lazy modules ({', '.join(f'model.{n}' if n else 'model' for n in lazy)}), "
+                f"which running it would initialize, and cannot be copied to run instead: {error}; "
+                f"run it once first") from error
+    return model
+
+
+class _Kept:
+    """Context manager: every module's training flag and every buffer (kept by object and by value)
+    of ``model`` are restored on exit, whatever the model did to them."""
+
+    def __init__(self, model: nn.Module):
+        self.flags = [(module, module.training) for module in model.modules()]
+        with torch.inference_mode(False):       # normal tensors, to copy back into normal buffers
+            self.buffers = [(module, name, buffer, buffer.clone()) for module in model.modules()
+                            for name, buffer in module._buffers.items() if buffer is not None]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for module, training in self.flags:
+            module.training = training
+        with torch.no_grad():
+            for module, name, buffer, saved in self.buffers:
+                module._buffers[name] = buffer
+                if not buffer.is_inference() or torch.is_inference_mode_enabled():
+                    buffer.copy_(saved)
+                else:
+                    with torch.inference_mode():
+                        buffer.copy_(saved)
+
+
+def _model_error(error: Exception, inputs: tuple, kwargs: dict) -> ValueError:
+    shapes = [_shape(t) for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
+    return ValueError(f"model fails on inputs of shapes {shapes}: {error}")
 
 
 def _run_untouched(model: nn.Module, inputs: tuple, kwargs: dict) -> None:
     """One forward pass in evaluation mode without gradients; every module's training flag and every
     buffer (kept by object and by value) are restored after."""
-    flags = [(module, module.training) for module in model.modules()]
-    buffers = [(module, name, buffer, buffer.clone()) for module in model.modules()
-               for name, buffer in module._buffers.items() if buffer is not None]
-    try:
+    with _Kept(model):
         model.eval()
         with torch.no_grad():
             try:
                 model(*inputs, **kwargs)
             except RuntimeError as error:
-                shapes = [_shape(t) for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
-                raise ValueError(f"model fails on inputs of shapes {shapes}: {error}") from error
-    finally:
-        for module, training in flags:
-            module.training = training
-        with torch.no_grad():
-            for module, name, buffer, saved in buffers:
-                module._buffers[name] = buffer
-                buffer.copy_(saved)
+                raise _model_error(error, inputs, kwargs) from error
 
 
 def count_mults(model, *inputs, **kwargs) -> int:
@@ -951,8 +1073,10 @@ def torch_flops(model, *inputs, **kwargs) -> int:
     An independent check of :func:`count_mults`: PyTorch counts two FLOPs per multiply-add of
     convolutions and matrix products and nothing for bias, batch norm, activations or pooling, so
     ``torch_flops == 2 * count_mults`` (except for the operators that counter omits, listed under
-    :func:`layer_costs`). Runs like :func:`layer_costs`: once, in evaluation mode, without
-    gradients, leaving the model as it was. The counting chapter compares the two.
+    :func:`layer_costs`, and in-place products such as ``addmm_``). Runs like :func:`layer_costs`:
+    once, in evaluation mode, without gradients, leaving the model as it was; unlike it, it also
+    counts a TorchScript module (``torch.jit.script`` or ``trace``) as a whole. The counting chapter
+    compares the two.
 
     Args:
         model (nn.Module): the model to run.
@@ -969,7 +1093,7 @@ def torch_flops(model, *inputs, **kwargs) -> int:
         >>> torch_flops(nn.Conv2d(3, 64, 5, stride=2), torch.zeros(1, 3, 228, 228))
         120422400
     """
-    _check_model_and_inputs(model, inputs, kwargs, "torch_flops")
+    model = _check_model_and_inputs(model, inputs, kwargs, "torch_flops", scripted=True)
     with FlopCounterMode(display=False) as counter:
         _run_untouched(model, inputs, kwargs)
     return counter.get_total_flops()
@@ -1281,13 +1405,24 @@ def count_params(model) -> int:
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` has an uninitialized lazy parameter (its size is not known yet).
 
     Example:
         >>> count_params(nn.Conv2d(3, 64, 5))  # 5*5*3*64 weights + 64 biases
         4864
     """
-    _check_module("model", model)
+    _check_sized(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_sized(model) -> None:
+    """``model`` is an ``nn.Module`` whose parameters all have a size (no uninitialized lazy ones)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    for name, parameter in model.named_parameters():
+        if isinstance(parameter, nn.parameter.UninitializedParameter):
+            raise ValueError(f"model.{name} is an uninitialized lazy parameter: its size is known only "
+                             f"once the model has run; run it once on an input first")
 
 
 def param_table(model) -> PrettyTable:
@@ -1305,12 +1440,13 @@ def param_table(model) -> PrettyTable:
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` has an uninitialized lazy parameter (its size is not known yet).
 
     Example:
         >>> param_table(nn.Linear(3, 2)).rows[-1]
         ['total', '', '8']
     """
-    _check_module("model", model)
+    _check_sized(model)
     table = PrettyTable(["parameter", "shape", "count"])
     table.align = "r"
     table.align["parameter"] = table.align["shape"] = "l"
@@ -3302,17 +3438,27 @@ def training_mults(model, input) -> list[dict]:
     its backward pass does as many again for the gradient with respect to its input (unless the
     input needs no gradient: the first layer) and as many for the gradient with respect to its
     weight (unless the weight is frozen). The chapter on training cost derives the three counts.
+    They hold for every convolution: 1-D to 3-D, strided, dilated, grouped, transposed. The forward
+    counts are those of :func:`count_mults` (the same operators, seen as PyTorch runs them), and so
+    are products a module's own ``forward`` computes (``F.conv2d``, ``@``, ``addmm_``): each of their
+    two operands that needs a gradient costs the forward count again.
 
     Args:
-        model (nn.Module): the model; it runs once, with gradients, in its current mode.
+        model (nn.Module): the model; it runs once, with gradients, in its current mode, and is
+            left as it was (training flags, buffers: batch-norm statistics and their counters).
         input (torch.Tensor): a batch; ``input.requires_grad`` decides the first layer's count.
 
     Returns:
-        list of dict, one per layer call: ``name``, ``kind`` (:func:`layer_kind`), ``forward``,
+        list of dict, one per layer call (and per other module call that multiplies itself), in
+        the order the calls finished: ``name``, ``kind`` (:func:`layer_kind`), ``forward``,
         ``grad_input`` and ``grad_weight`` (multiply-accumulates, bias excluded).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module`` or ``input`` not a tensor.
+        TypeError: ``model`` is not an ``nn.Module`` or holds a TorchScript module (scripted or
+            traced: it runs no hooks), ``input`` is not a tensor, or the model runs an operator
+            whose backward cost is not derived here (attention kernels) or that is not counted
+            (as :func:`layer_costs`).
+        ValueError: the model fails on ``input`` (the model's error is attached).
 
     Example:
         >>> rows = training_mults(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1)),
@@ -3320,30 +3466,29 @@ def training_mults(model, input) -> list[dict]:
         >>> [(r["forward"], r["grad_input"], r["grad_weight"]) for r in rows]
         [(162, 0, 162), (36, 36, 36)]
     """
-    _check_module("model", model)
+    model = _check_readable(model, "training_mults")
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {_describe(input)}")
+
+    def step():
+        # with gradients even under torch.no_grad or torch.inference_mode around the call
+        with torch.inference_mode(False), torch.enable_grad():
+            x = input.clone().detach().requires_grad_(input.requires_grad) if input.is_inference() else input
+            try:
+                model(x)
+            except RuntimeError as error:
+                raise _model_error(error, (input,), {}) from error
+
     rows = []
-
-    def record(name):
-        def hook(module, args, output):
-            per_output = (module.in_features if isinstance(module, nn.Linear) else
-                          module.in_channels // module.groups
-                          * math.prod(module.kernel_size))
-            forward = output.numel() * per_output
-            rows.append(dict(name=name, kind=layer_kind(module), forward=forward,
-                             grad_input=forward if args[0].requires_grad else 0,
-                             grad_weight=forward if module.weight.requires_grad else 0))
-        return hook
-
-    handles = [module.register_forward_hook(record(name))
-               for name, module in model.named_modules() if layer_kind(module)]
-    try:
-        with torch.enable_grad():
-            model(input)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with _Kept(model):                          # batch-norm statistics are restored
+        records = _record_calls(model, step)
+    for frame, _ in records:
+        if frame["underived"]:
+            where = f"model.{frame['name']}" if frame["name"] else "model"
+            raise TypeError(f"training_mults cannot cost the backward pass of {frame['underived']} "
+                            f"run by {where}: its gradients are not derived here")
+        rows.append(dict(name=frame["name"], kind=layer_kind(frame["module"]), forward=frame["mults"],
+                         grad_input=frame["grad_input"], grad_weight=frame["grad_weight"]))
     return rows
 
 
