@@ -1797,29 +1797,67 @@ _FOLDABLE = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn
              nn.ConvTranspose3d: nn.BatchNorm3d}
 
 
+def _runs_in_order(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.Sequential`` that runs its children one after the other (a
+    subclass with its own ``forward`` may not: its neighbours cannot be folded or equalized)."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _fuse_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """A copy of ``conv`` (standard or transposed, any groups) computing ``bn(conv(x))`` in eval mode.
+
+    A transposed convolution's weight is ``(in_channels, out_channels / groups, *kernel)``: output
+    channel ``g * out_channels / groups + j`` is ``weight[group g's input channels, j]``, so its
+    scale is applied per group on dim 1 (PyTorch's ``fuse_conv_bn_eval`` scales dim 1 as a whole,
+    which is right for ``groups=1`` only)."""
+    if not conv.transposed:
+        return fuse_conv_bn_eval(conv, bn)
+    fused = copy.deepcopy(conv)
+    weight = conv.weight.detach()
+    scale = torch.rsqrt(bn.running_var.to(weight.dtype) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().to(weight.dtype)
+    shift = -bn.running_mean.to(weight.dtype) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach().to(weight.dtype)
+    groups, out_per_group = conv.groups, conv.out_channels // conv.groups
+    kernel = weight.shape[2:]
+    grouped = weight.reshape(groups, conv.in_channels // groups, out_per_group, *kernel)
+    grouped = grouped * scale.reshape(groups, 1, out_per_group, *[1] * len(kernel))
+    bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
+    fused.weight = nn.Parameter(grouped.reshape(weight.shape), conv.weight.requires_grad)
+    fused.bias = nn.Parameter(bias, conv.weight.requires_grad)
+    return fused
+
+
 def _fold_batch_norms(module: nn.Module, prefix: str = "") -> int:
-    """Fold every batch norm that directly follows a convolution of its dimension (in a Sequential)
-    into that convolution, with PyTorch's own ``fuse_conv_bn_eval``; the batch norm becomes
-    ``nn.Identity``. A batch norm without running statistics (it normalizes with each batch's own)
-    cannot be folded and stays. Returns how many were folded."""
+    """Fold every batch norm that directly follows a convolution of its dimension (in an
+    ``nn.Sequential`` that runs its children in order) into that convolution; the batch norm
+    becomes ``nn.Identity``. A batch norm without running statistics (it normalizes with each
+    batch's own) cannot be folded and stays. The folded convolution is a new module: one used
+    elsewhere too (shared) keeps its weights there. Returns how many were folded."""
     folded = 0
     names = list(module._modules)
     for name, following in zip(names, names[1:] + [None]):
         child = module._modules[name]
         after = module._modules.get(following) if following else None
-        if (isinstance(module, nn.Sequential) and type(after) is _FOLDABLE.get(type(child))
+        if (_runs_in_order(module) and type(after) is _FOLDABLE.get(type(child))
                 and after.running_mean is not None):
             if after.num_features != child.out_channels:
                 raise ValueError(f"model's {prefix}{following} normalizes {after.num_features} channels but "
                                  f"follows {prefix}{name} with {child.out_channels}: the model cannot run")
-            module._modules[name] = fuse_conv_bn_eval(child, after, transpose=child.transposed)
+            module._modules[name] = _fuse_conv_bn(child, after)
             module._modules[following] = nn.Identity()
             folded += 1
-        elif (isinstance(module, nn.Sequential) and isinstance(child, _DepthwiseSeparableConvNd)
+        elif (_runs_in_order(module) and isinstance(child, _DepthwiseSeparableConvNd)
               and type(after) is _FOLDABLE.get(type(child.pointwise))
               and after.running_mean is not None and after.num_features == child.out_channels):
-            # after a depthwise separable layer: into its pointwise part, the convolution it follows
-            child.pointwise = fuse_conv_bn_eval(child.pointwise, after)
+            # after a depthwise separable layer: into its pointwise part, the convolution it
+            # follows, in a copy of the layer (the layer may be used elsewhere too)
+            replacement = copy.copy(child)
+            replacement._modules = OrderedDict(child._modules)
+            replacement.pointwise = _fuse_conv_bn(child.pointwise, after)
+            module._modules[name] = replacement
             module._modules[following] = nn.Identity()
             folded += 1
         elif child is not None:
@@ -1873,9 +1911,17 @@ class InferenceModel(nn.Module):
     """What :func:`prepare_for_inference` returns: the prepared copy and the input conversion it needs.
 
     Attributes: ``model`` (the prepared copy), ``memory_format``, ``folded_batch_norms`` (how many
-    were folded) and ``unfolded_batch_norms`` (names, inside ``model``, of the batch norms left as
-    they were: those without running statistics or that follow no convolution). The speed and
-    memory chapter uses it.
+    were folded), ``unfolded_batch_norms`` (names, inside ``model``, of the batch norms left as
+    they were: those without running statistics or that follow no convolution) and
+    ``channels_last_error`` (None, or why channels-last was given up). The speed and memory
+    chapter uses it.
+
+    A model whose forward assumes contiguous tensors (``x.view(-1, n)`` after a convolution, as
+    PyTorch's tutorial LeNet does) fails on channels-last ones: when a call in channels-last
+    raises a ``RuntimeError`` and the same call in the contiguous format works, the model and
+    every later call switch to the contiguous format (``memory_format`` then reads
+    ``torch.contiguous_format``, ``channels_last_error`` gives the error). If the contiguous call
+    fails too, the layout is restored and that error is raised.
 
     Args:
         model (nn.Module): the prepared copy.
@@ -1887,7 +1933,8 @@ class InferenceModel(nn.Module):
         contiguous (channels-last exists for 4-D tensors only).
 
     Raises:
-        Nothing itself: it is built by :func:`prepare_for_inference`, which checks the model.
+        Whatever the model raises on the inputs in the contiguous format (see above); it is
+        built by :func:`prepare_for_inference`, which checks the model.
 
     Example:
         >>> ready = prepare_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
@@ -1902,8 +1949,16 @@ class InferenceModel(nn.Module):
         self.folded_batch_norms = folded
         self.unfolded_batch_norms = [name for name, module in model.named_modules()
                                      if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+        self.channels_last_error = None
 
-    def forward(self, *inputs, **kwargs):
+    def _set_memory_format(self, memory_format: torch.memory_format) -> None:
+        with torch.no_grad():
+            for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                if tensor.dim() == 4:  # channels-last exists for 4-D tensors only
+                    tensor.data = tensor.data.contiguous(memory_format=memory_format)
+        self.memory_format = memory_format
+
+    def _run(self, inputs: tuple, kwargs: dict):
         def convert(value):
             if not isinstance(value, torch.Tensor):
                 return value
@@ -1912,6 +1967,23 @@ class InferenceModel(nn.Module):
 
         with torch.inference_mode():
             return self.model(*map(convert, inputs), **{k: convert(v) for k, v in kwargs.items()})
+
+    def forward(self, *inputs, **kwargs):
+        if self.memory_format != torch.channels_last:
+            return self._run(inputs, kwargs)
+        try:
+            return self._run(inputs, kwargs)
+        except RuntimeError as error:
+            # code that assumes contiguous tensors (x.view(-1, n) after a convolution) fails on
+            # channels-last ones: run it in the contiguous format, from now on, if that works
+            self._set_memory_format(torch.contiguous_format)
+            try:
+                output = self._run(inputs, kwargs)
+            except Exception:
+                self._set_memory_format(torch.channels_last)   # not the layout's fault
+                raise
+            self.channels_last_error = str(error).strip().splitlines()[0]
+            return output
 
 
 def prepare_for_inference(model, memory_format=torch.channels_last) -> InferenceModel:
@@ -1928,7 +2000,12 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
     the same output as the original in evaluation mode, up to rounding. A batch norm
     created with ``track_running_stats=False`` normalizes every batch with that batch's
     own statistics, so no constant can replace it: it is left in place (listed in
-    ``unfolded_batch_norms``). The speed and memory chapter explains and measures it.
+    ``unfolded_batch_norms``), as is one that follows anything but a convolution, or that sits
+    in a subclass of ``nn.Sequential`` with its own ``forward`` (its children need not run in
+    order). A transposed convolution is folded per output channel, which is its weight's dim 1
+    within each group. A model whose forward needs contiguous tensors (``x.view`` after a
+    convolution) falls back to the contiguous format at its first call
+    (:class:`InferenceModel`). The speed and memory chapter explains and measures it.
 
     Args:
         model (nn.Module): the model, of any dimension (1-D, 2-D and 3-D convolutions).
@@ -3431,6 +3508,12 @@ def fold_batch_norms(model) -> nn.Module:
     """A copy of ``model`` in evaluation mode with every batch norm that follows a convolution
     folded into it, including one after a :class:`DepthwiseSeparableConv2d` (folded into its
     pointwise part, the convolution it follows), as ONNX export does. ``model`` is unchanged.
+    The folding of :func:`prepare_for_inference`: convolutions of any dimension, grouped or
+    transposed (a transposed convolution's output channels are its weight's dim 1, per group),
+    in an ``nn.Sequential`` that runs its children in order; a batch norm anywhere else, or
+    without running statistics, stays (the copy still computes what ``model`` computes in
+    evaluation mode). A folded convolution or separable layer is a new module, so one that the
+    model also uses elsewhere keeps its own weights there.
     The quantization chapter measures weight ranges after it.
 
     Args:
@@ -3441,6 +3524,8 @@ def fold_batch_norms(model) -> nn.Module:
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` cannot be copied, or a batch norm does not match the convolution
+            before it (named in the message).
 
     Example:
         >>> folded = fold_batch_norms(digits_cnn(separable=True))
@@ -3449,7 +3534,10 @@ def fold_batch_norms(model) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    folded = copy.deepcopy(model).eval()
+    try:
+        folded = copy.deepcopy(model).eval()
+    except Exception as error:
+        raise ValueError(f"model cannot be copied, so it cannot be folded: {error}") from error
     _fold_batch_norms(folded)           # the folding of prepare_for_inference, one source
     return folded
 
