@@ -2700,6 +2700,22 @@ class _OnnxRuntimeModel:
         return f"onnxruntime_session(input shape {self.shape}, threads={self.threads})"
 
 
+def _check_example_input(example_input) -> None:
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    if not example_input.is_floating_point():
+        raise TypeError(f"example_input must be a floating-point tensor (it is cast to float32), "
+                        f"got {_describe(example_input)} of {example_input.dtype}")
+
+
+def _float32_copy(model: nn.Module) -> nn.Module:
+    """The copy of ``model`` that both ONNX sessions export: evaluation mode, float32."""
+    try:
+        return copy.deepcopy(model).eval().float()
+    except Exception as error:
+        raise ValueError(f"model cannot be copied, so it cannot be exported: {error}") from error
+
+
 def onnxruntime_session(model, example_input, threads=1):
     """``model`` exported to ONNX and run by ONNX Runtime: a callable from tensor to tensor.
 
@@ -2707,11 +2723,14 @@ def onnxruntime_session(model, example_input, threads=1):
     TorchScript-based exporter, which folds every batch norm into the convolution before it; ONNX
     Runtime then optimizes the graph when the session is created (convolutions fused with their
     activations, the CPU's blocked memory layout). The speed chapter times it against PyTorch.
-    Exporter and runtime messages are silenced, so nothing is printed.
+    Exporter and runtime messages are silenced, so nothing is printed. The session computes in
+    float32, as :func:`onnxruntime_int8_session` does: a float64 (or float16) model, such as
+    :func:`digits_cnn`, is exported as a float32 copy, and every input is cast to float32.
 
     Args:
-        model (nn.Module): a model taking one tensor.
-        example_input (torch.Tensor): an input of the shape the session will accept (fp32).
+        model (nn.Module): a model taking one tensor, of any floating dtype (exported in float32).
+        example_input (torch.Tensor): a floating-point input of the shape the session will accept
+            (cast to float32).
         threads (int): ONNX Runtime's intra-op threads, 1 or more. Default: 1.
 
     Shape:
@@ -2722,10 +2741,10 @@ def onnxruntime_session(model, example_input, threads=1):
         ``model.eval()(input)`` up to rounding (relative max error below 1e-4).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` not a tensor, or
-            ``threads`` not an integer.
-        ValueError: ``threads`` is below 1, or a layer of ``model`` cannot be exported (the
-            message names the layer and gives the exporter's reason).
+        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` not a floating-point
+            tensor, or ``threads`` not an integer.
+        ValueError: ``threads`` is below 1, ``model`` cannot be copied, or a layer of ``model``
+            cannot be exported (the message names the layer and gives the exporter's reason).
 
     Example:
         >>> layer = DepthwiseSeparableConv2d(8, 16, 3, padding=1)
@@ -2736,12 +2755,11 @@ def onnxruntime_session(model, example_input, threads=1):
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    _check_example_input(example_input)
     threads = _check_int("threads", threads, 1)
     import onnxruntime
 
-    exported = copy.deepcopy(model).eval()
+    exported = _float32_copy(model)
     example = example_input.detach().to(torch.float32)
     try:
         onnx_bytes = _to_onnx(exported, (example,))
@@ -3413,13 +3431,39 @@ def _fake_quantize_activation(x: torch.Tensor, low: float, high: float) -> torch
     return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
+def _quantized_weight(layer: nn.Module, per_channel: bool) -> torch.Tensor:
+    """:func:`fake_quantize` of a convolution's or linear layer's weight; per channel means per
+    output channel, which for a transposed convolution is dim 1 of each group's slice."""
+    weight = layer.weight.detach()
+    if not (per_channel and getattr(layer, "transposed", False)):
+        return fake_quantize(weight, per_channel)
+    groups, kernel = layer.groups, weight.shape[2:]
+    in_per_group, out_per_group = weight.shape[0] // groups, weight.shape[1]
+    by_output = weight.reshape(groups, in_per_group, out_per_group, *kernel).transpose(1, 2)
+    rounded = fake_quantize(by_output.reshape(groups * out_per_group, in_per_group, *kernel), True)
+    return (rounded.reshape(groups, out_per_group, in_per_group, *kernel).transpose(1, 2)
+            .reshape(weight.shape))
+
+
+def _quantize_input(layer: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of :func:`simulate_int8`: the layer's input rounded to uint8 over the range
+    stored on the layer (an attribute, so a copy of the model keeps it)."""
+    return (_fake_quantize_activation(args[0], *layer.int8_input_range), *args[1:])
+
+
+def _floating_dtype(model: nn.Module) -> torch.dtype | None:
+    return next((t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()),
+                None)
+
+
 def quantize_weights(model, per_channel=False) -> nn.Module:
     """A copy of ``model`` with batch norms folded and every weight rounded to int8; the
     activations stay in floating point.
 
     Every convolution and linear layer gets its weight :func:`fake_quantize`-d (symmetric int8,
     per tensor or per output channel), after :func:`fold_batch_norms`, as an int8 runtime stores
-    it. The int8 section of the training-cost chapter measures what the weights alone lose.
+    it (per output channel: dim 0 of a convolution's weight, dim 1 per group of a transposed
+    one's). The int8 section of the training-cost chapter measures what the weights alone lose.
 
     Args:
         model (nn.Module): the float model (left unchanged).
@@ -3430,6 +3474,7 @@ def quantize_weights(model, per_channel=False) -> nn.Module:
 
     Raises:
         TypeError: ``model`` not an ``nn.Module`` or ``per_channel`` not a bool.
+        ValueError: as :func:`fold_batch_norms`.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).double()
@@ -3445,7 +3490,7 @@ def quantize_weights(model, per_channel=False) -> nn.Module:
     with torch.no_grad():
         for layer in quantized.modules():
             if layer_kind(layer):
-                layer.weight.copy_(fake_quantize(layer.weight, per_channel))
+                layer.weight.copy_(_quantized_weight(layer, per_channel))
     return quantized
 
 
@@ -3461,17 +3506,27 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
     ``QUInt8`` activations, ``QInt8`` weights, min/max calibration) up to where the runtime also
     rounds (biases in int32, outputs requantized); in float64 the result is the same on every CPU.
 
+    A layer called several times (shared) gets one range, over all its calls. A layer that the
+    calibration batch never reaches would have no range: the model is refused.
+
     Args:
         model (nn.Module): the float model (left unchanged).
-        calibration (torch.Tensor): input batch from which the activation ranges are taken.
-        per_channel (bool): weights per output channel instead of per tensor. Default: False.
+        calibration (torch.Tensor): input batch (floating point, at least one sample, finite) from
+            which the activation ranges are taken; cast to the model's dtype (a float64 batch for
+            a float32 network is run in float32).
+        per_channel (bool): weights per output channel instead of per tensor (dim 1 per group of
+            a transposed convolution's weight). Default: False.
 
     Returns:
-        nn.Module: the simulated int8 model, in evaluation mode.
+        nn.Module: the simulated int8 model, in evaluation mode; it takes inputs of the model's
+        dtype.
 
     Raises:
-        TypeError: ``model`` not an ``nn.Module``, ``calibration`` not a tensor, ``per_channel``
-            not a bool.
+        TypeError: ``model`` not an ``nn.Module``, ``calibration`` not a floating-point tensor,
+            ``per_channel`` not a bool.
+        ValueError: ``calibration`` is empty or not finite, the model fails on it, or a
+            convolution or linear layer (named in the message) is never called on it; as
+            :func:`fold_batch_norms`.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)).double()
@@ -3481,26 +3536,46 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if not isinstance(calibration, torch.Tensor):
-        raise TypeError(f"calibration must be a tensor, got {_describe(calibration)}")
+    if not isinstance(calibration, torch.Tensor) or not calibration.is_floating_point():
+        raise TypeError(f"calibration must be a floating-point tensor, got {_describe(calibration)}"
+                        + ("" if not isinstance(calibration, torch.Tensor) else f" of {calibration.dtype}"))
+    if calibration.numel() == 0:
+        raise ValueError(f"calibration must hold at least one value to take ranges from, got "
+                         f"{_describe(calibration)}")
+    if not torch.isfinite(calibration).all():
+        raise ValueError("calibration must be finite, got a batch with NaN or infinite values")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
     quantized = fold_batch_norms(model)
-    layers = [m for m in quantized.modules() if layer_kind(m)]
+    dtype = _floating_dtype(quantized)
+    calibration = calibration.detach().to(dtype or calibration.dtype)
+    layers = {m: name for name, m in quantized.named_modules() if layer_kind(m)}
     ranges = {}
+
     def record(layer, args):
-        ranges[layer] = (args[0].min().item(), args[0].max().item())
+        low, high = args[0].min().item(), args[0].max().item()
+        seen = ranges.get(layer, (low, high))            # a shared layer: all its calls
+        ranges[layer] = (min(low, seen[0]), max(high, seen[1]))
 
     hooks = [m.register_forward_pre_hook(record) for m in layers]
-    with torch.no_grad():
-        quantized(calibration)
-    for hook in hooks:
-        hook.remove()
+    try:
+        with torch.no_grad():
+            quantized(calibration)
+    except RuntimeError as error:
+        raise ValueError(f"model fails on calibration ({_describe(calibration)}, "
+                         f"{calibration.dtype}): {error}") from error
+    finally:
+        for hook in hooks:
+            hook.remove()
+    missed = [name for m, name in layers.items() if m not in ranges]
+    if missed:
+        raise ValueError(f"layer(s) {missed} never called on calibration: their inputs have no "
+                         f"range to quantize to; give a calibration batch that reaches every layer")
     with torch.no_grad():
         for layer in layers:
-            layer.weight.copy_(fake_quantize(layer.weight, per_channel))
-            layer.register_forward_pre_hook(
-                lambda m, args: (_fake_quantize_activation(args[0], *ranges[m]),))
+            layer.weight.copy_(_quantized_weight(layer, per_channel))
+            layer.int8_input_range = ranges[layer]
+            layer.register_forward_pre_hook(_quantize_input)
     return quantized
 
 
@@ -3670,8 +3745,10 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
 
     Args:
         model (nn.Module): a float model taking one tensor (converted to float32 for export).
-        example_input (torch.Tensor): an input of the shape the session will accept.
-        calibration (list of torch.Tensor): calibration batches, each of ``example_input``'s shape.
+        example_input (torch.Tensor): a floating-point input of the shape the session will accept
+            (cast to float32).
+        calibration (list of torch.Tensor): calibration batches, floating point, each of
+            ``example_input``'s shape (cast to float32).
         per_channel (bool): weights per output channel. Default: False.
         threads (int): ONNX Runtime's intra-op threads. Default: 1.
         reduce_range (bool): weights in 7 bits instead of 8, ONNX Runtime's remedy for the
@@ -3682,16 +3759,21 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
         callable: maps an input tensor to the output tensor (float32).
 
     Raises:
-        TypeError: arguments of the wrong type.
-        ValueError: a calibration batch of another shape than ``example_input``.
+        TypeError: arguments of the wrong type (``example_input`` or a calibration batch not a
+            floating-point tensor).
+        ValueError: no calibration batch, a calibration batch of another shape than
+            ``example_input``, a model that cannot be copied, or a layer that cannot be exported
+            (named in the message, as :func:`onnxruntime_session` does).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
-    if not (isinstance(calibration, (list, tuple)) and calibration
-            and all(isinstance(c, torch.Tensor) for c in calibration)):
-        raise TypeError(f"calibration must be a list of tensors, got {_describe(calibration)}")
+    _check_example_input(example_input)
+    if not (isinstance(calibration, (list, tuple))
+            and all(isinstance(c, torch.Tensor) and c.is_floating_point() for c in calibration)):
+        raise TypeError(f"calibration must be a list of floating-point tensors, got "
+                        f"{_describe(calibration)}")
+    if not calibration:
+        raise ValueError("calibration must hold at least one batch, got an empty list")
     if any(c.shape != example_input.shape for c in calibration):
         raise ValueError(f"every calibration batch must have shape {tuple(example_input.shape)}")
     if not isinstance(per_channel, bool):
@@ -3707,14 +3789,17 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
     import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    exported = copy.deepcopy(model).eval().float()
+    exported = _float32_copy(model)
     example = example_input.detach().float()
     arrays = [c.detach().float().numpy() for c in calibration]
     with tempfile.TemporaryDirectory() as folder, _Silenced():
         logging.disable(logging.WARNING)  # the quantizer logs advice to the root logger
         try:
             source, target = Path(folder, "float.onnx"), Path(folder, "int8.onnx")
-            source.write_bytes(_to_onnx(exported, (example,)))
+            try:
+                source.write_bytes(_to_onnx(exported, (example,)))
+            except Exception as error:  # noqa: BLE001 - re-raised with the layer that failed
+                raise ValueError(_export_failure(exported, example, error)) from error
             quantize_static(str(source), str(target), _CalibrationReader(arrays),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             activation_type=QuantType.QUInt8,

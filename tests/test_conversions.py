@@ -196,3 +196,131 @@ def test_fold_batch_norms_refuses_a_mismatched_batch_norm_naming_it():
     with pytest.raises(TypeError) as info:
         du.fold_batch_norms("net")
     assert_refused(info, "model")
+
+
+# ------------------------------------------------------------------------------------------------
+# quantize_weights, simulate_int8, equalize_cross_layer
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("model, x", odd_models())
+def test_int8_conversions_run_with_the_right_shape_and_dtype(model, x, per_channel):
+    before = snapshot(model)
+    expected = reference(model, x)
+    for converted in (du.quantize_weights(model, per_channel), du.simulate_int8(model, x, per_channel)):
+        assert_unchanged(model, before)
+        with torch.no_grad():
+            got = converted(x)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        assert torch.isfinite(got).all() and du.sqnr_db(expected, got) > 15
+
+
+def test_per_channel_weights_of_a_transposed_convolution_are_per_output_channel():
+    # output channel j of group g is weight[g's inputs, j]: a tiny output channel keeps its precision
+    conv = nn.ConvTranspose2d(4, 4, 1, groups=2, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[1.0]], [[0.003]]], [[[-0.9]], [[0.002]]],
+                                        [[[0.7]], [[0.5]]], [[[0.6]], [[-0.4]]]], dtype=torch.float64))
+    rounded = du.quantize_weights(nn.Sequential(conv), per_channel=True)[0].weight
+    assert torch.allclose(rounded, conv.weight, rtol=1 / 127, atol=0)
+
+
+def test_simulate_int8_casts_a_float64_calibration_for_a_float32_network():
+    model = du.digits_cnn(separable=True, dtype=torch.float32)
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
+    before = snapshot(model)
+    simulated = du.simulate_int8(model, x)
+    assert_unchanged(model, before)
+    out = simulated(x.float())
+    assert out.dtype == torch.float32 and out.shape == (8, 10)
+
+
+@pytest.mark.parametrize("calibration, error, words", [
+    (torch.rand(0, 1, 8, 8, dtype=torch.float64), ValueError, ["calibration", "(0, 1, 8, 8)"]),
+    (torch.full((2, 1, 8, 8), float("nan"), dtype=torch.float64), ValueError, ["calibration", "NaN"]),
+    (torch.ones(2, 1, 8, 8, dtype=torch.int64), TypeError, ["calibration", "floating-point"]),
+    ([[1.0]], TypeError, ["calibration"]),
+    (torch.rand(2, 3, 8, 8, dtype=torch.float64), ValueError, ["calibration", "fails"]),
+])
+def test_simulate_int8_refuses_a_bad_calibration_naming_it(calibration, error, words):
+    with pytest.raises(error) as info:
+        du.simulate_int8(du.digits_cnn(), calibration)
+    assert_refused(info, *words)
+
+
+class UnusedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(4, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class UsedTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.linear(100 * x) + self.linear(x)         # the first call's range is the wider
+
+
+def test_simulate_int8_refuses_a_layer_calibration_never_reaches():
+    with pytest.raises(ValueError) as info:
+        du.simulate_int8(UnusedHead().double(), torch.randn(4, 4, dtype=torch.float64))
+    assert_refused(info, "'head'", "calibration")
+
+
+def test_simulate_int8_ranges_a_shared_layer_over_all_its_calls_and_can_be_copied():
+    torch.manual_seed(0)
+    model = UsedTwice().double()
+    x = torch.randn(64, 4, dtype=torch.float64)
+    simulated = du.simulate_int8(model, x)
+    with torch.no_grad():
+        assert du.sqnr_db(model(x), simulated(x)) > 30
+        assert torch.equal(copy.deepcopy(simulated)(x), simulated(x))
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX Runtime
+# ------------------------------------------------------------------------------------------------
+
+def test_onnxruntime_session_casts_a_float64_network_as_the_int8_session_does():
+    model = du.randomize_batch_norms(du.digits_cnn()).eval()           # the module's own: float64
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
+    before = snapshot(model)
+    run = du.onnxruntime_session(model, x)
+    int8 = du.onnxruntime_int8_session(model, x, [x])
+    assert_unchanged(model, before)
+    expected = reference(model, x)
+    got = run(x)
+    assert got.dtype == torch.float32 and int8(x).dtype == torch.float32 and int8(x).shape == (4, 10)
+    assert torch.allclose(got.double(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("model, x", [p for p in odd_models() if p.id in (
+    "transposed-groups-2", "conv-1d", "view-lenet", "shared-twice", "linear-after-flatten",
+    "bn-after-linear", "sequential-own-forward")])
+def test_onnxruntime_session_keeps_every_models_outputs(model, x):
+    before = snapshot(model)
+    expected = reference(model, x)
+    run = du.onnxruntime_session(model, x)
+    assert_unchanged(model, before)
+    got = run(x)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert torch.allclose(got.double(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_onnxruntime_sessions_refuse_bad_inputs_naming_them():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3))
+    x = torch.rand(1, 1, 5, 5)
+    for call in (lambda: du.onnxruntime_session(model, x.long()),
+                 lambda: du.onnxruntime_int8_session(model, x.long(), [x]),
+                 lambda: du.onnxruntime_int8_session(model, x, [x.long()])):
+        with pytest.raises(TypeError) as info:
+            call()
+        assert_refused(info, "floating-point")
+    with pytest.raises(ValueError) as info:
+        du.onnxruntime_int8_session(model, x, [])
+    assert_refused(info, "calibration")
