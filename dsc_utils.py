@@ -1085,6 +1085,36 @@ class DepthwiseSeparableConv1d(_DepthwiseSeparableConvNd):
     _dims = 1
 
 
+def _check_separable_parts(layer: _DepthwiseSeparableConvNd) -> None:
+    """Refuse a separable layer whose parts were replaced by something the expansion cannot read:
+    the depthwise part must be the layer's convolution (or a :class:`KerasSameConv2d`, from
+    :func:`from_keras`) with its hyper-parameters, the pointwise part a plain 1x1 convolution."""
+    standard = layer._conv
+    depthwise, pointwise = layer.depthwise, layer.pointwise
+    m, hidden = layer.in_channels, layer.in_channels * layer.depth_multiplier
+    if type(depthwise) not in (standard, KerasSameConv2d) or (
+            type(depthwise) is KerasSameConv2d and layer._dims != 2):
+        raise TypeError(f"cannot expand layer.depthwise: it is {type(depthwise).__name__}, not an "
+                        f"nn.{standard.__name__}")
+    if type(pointwise) is not standard:
+        raise TypeError(f"cannot expand layer.pointwise: it is {type(pointwise).__name__}, not an "
+                        f"nn.{standard.__name__}")
+    wanted = {"depthwise": (depthwise, dict(in_channels=m, out_channels=hidden, groups=m,
+                                            kernel_size=layer.kernel_size, stride=layer.stride,
+                                            dilation=layer.dilation)),
+              "pointwise": (pointwise, dict(in_channels=hidden, out_channels=layer.out_channels,
+                                            groups=1, kernel_size=(1,) * layer._dims,
+                                            stride=(1,) * layer._dims, dilation=(1,) * layer._dims,
+                                            padding=(0,) * layer._dims, padding_mode="zeros"))}
+    if type(depthwise) is not KerasSameConv2d:
+        wanted["depthwise"][1].update(padding=layer.padding, padding_mode=layer.padding_mode)
+    for name, (part, attributes) in wanted.items():
+        for attribute, value in attributes.items():
+            if getattr(part, attribute) != value:
+                raise ValueError(f"cannot expand layer.{name}: its {attribute} is "
+                                 f"{getattr(part, attribute)!r}, the layer's is {value!r}")
+
+
 def to_standard_conv(layer):
     r"""The standard convolution that computes exactly what a depthwise separable layer computes.
 
@@ -1102,7 +1132,12 @@ def to_standard_conv(layer):
         ``nn.Conv2d`` (or ``nn.Conv1d``) with the same hyper-parameters and the expanded weights.
 
     Raises:
-        TypeError: ``layer`` is not a depthwise separable layer of this module.
+        TypeError: ``layer`` is not a depthwise separable layer of this module, or one of its
+            parts (named) was replaced by another kind of module.
+        ValueError: one of its parts (named) no longer has the layer's hyper-parameters.
+
+    A layer from :func:`from_keras` whose depthwise part is a :class:`KerasSameConv2d` gives a
+    ``KerasSameConv2d``, padded as the layer is.
 
     Example:
         >>> layer = DepthwiseSeparableConv2d(4, 8, 3, padding=1)
@@ -1112,6 +1147,23 @@ def to_standard_conv(layer):
     """
     if not isinstance(layer, _DepthwiseSeparableConvNd):
         raise TypeError(f"layer must be a DepthwiseSeparableConv1d or 2d, got {_describe(layer)}")
+    _check_separable_parts(layer)
+    if type(layer.depthwise) is KerasSameConv2d:
+        # Keras's 'same' padding (from_keras): the expansion of the unpadded layer, padded as it is
+        plain = copy.deepcopy(layer)
+        keras_same = layer.depthwise
+        plain.depthwise = nn.Conv2d(keras_same.in_channels, keras_same.out_channels,
+                                    keras_same.kernel_size, keras_same.stride, 0, keras_same.dilation,
+                                    keras_same.groups, keras_same.bias is not None,
+                                    device=keras_same.weight.device, dtype=keras_same.weight.dtype)
+        plain.depthwise.load_state_dict(keras_same.state_dict())
+        plain.padding = (0, 0)
+        expanded = to_standard_conv(plain)
+        conv = KerasSameConv2d(expanded.in_channels, expanded.out_channels, expanded.kernel_size,
+                               expanded.stride, expanded.dilation, bias=expanded.bias is not None)
+        conv = conv.to(device=expanded.weight.device, dtype=expanded.weight.dtype)
+        conv.load_state_dict(expanded.state_dict())
+        return conv
     depthwise, pointwise = layer.depthwise, layer.pointwise
     m, k, n = layer.in_channels, layer.depth_multiplier, layer.out_channels
     d = depthwise.weight.reshape(m, k, *layer.kernel_size)           # D[m, j, ...]
@@ -2583,6 +2635,24 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
     if rank > limit:
         raise ValueError(f"rank must be at most min(out_channels, kernel taps) = "
                          f"{limit} for this conv, got {rank}")
+    if type(conv) not in (nn.Conv2d, KerasSameConv2d):
+        raise TypeError(f"conv must be an nn.Conv2d or a KerasSameConv2d, got a subclass, "
+                        f"{type(conv).__name__}, whose forward may compute something else")
+    if type(conv) is KerasSameConv2d:
+        # Keras's 'same' padding (from_keras): the unpadded conv decomposed, its depthwise part
+        # padded as conv is
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                          conv.dilation, bias=conv.bias is not None, device=conv.weight.device,
+                          dtype=conv.weight.dtype)
+        plain.load_state_dict(conv.state_dict())
+        layer = separable_decomposition(plain, rank)
+        depthwise = KerasSameConv2d(conv.in_channels, layer.depthwise.out_channels,
+                                    conv.kernel_size, conv.stride, conv.dilation,
+                                    groups=conv.in_channels, bias=False)
+        depthwise = depthwise.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        depthwise.load_state_dict(layer.depthwise.state_dict())
+        layer.depthwise = depthwise
+        return layer
     n, m = conv.out_channels, conv.in_channels
     weight = conv.weight.detach()
     slices = kernel_slices(weight).double()            # A_m = W[:, m] as N x k^2
@@ -3050,20 +3120,32 @@ def _convert_model(model) -> nn.Module:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise TypeError(f"cannot convert model {model.name!r}: it has several inputs or outputs")
     layers, wiring = OrderedDict(), []
-    for layer in model.layers:
-        if len(layer._inbound_nodes) != 1:
-            raise TypeError(f"cannot convert layer {layer.name!r}: it is called more than once")
-        module = _convert_layer(layer)
+    # every operation of the graph, not only its layers: a keras.ops call (keras.ops.relu(x) * 2)
+    # is an operation that model.layers leaves out, and leaving it out would change the function
+    for operation in model.operations:
+        if not isinstance(operation, keras.layers.Layer):
+            raise TypeError(f"cannot convert operation {operation.name!r} "
+                            f"({type(operation).__name__}) of model {model.name!r}: it is a "
+                            f"keras.ops call, not a layer; write it as a layer this function "
+                            f"converts, or convert the model up to it")
+        if len(operation._inbound_nodes) != 1:
+            raise TypeError(f"cannot convert layer {operation.name!r}: it is called more than once")
+        node = operation._inbound_nodes[0]
+        for key, value in node.arguments.kwargs.items():
+            if value is not None and not (key == "training" and value is False):
+                raise TypeError(f"cannot convert layer {operation.name!r}: it is called with "
+                                f"{key}={value!r}, which its conversion would ignore")
+        module = _convert_layer(operation)
         if module is not None:
-            sources = [t._keras_history.operation.name
-                       for t in layer._inbound_nodes[0].input_tensors]
-            layers[layer.name] = module
-            wiring.append((layer.name, sources))
+            sources = [t._keras_history.operation.name for t in node.input_tensors]
+            layers[operation.name] = module
+            wiring.append((operation.name, sources))
     input_name = model.inputs[0]._keras_history.operation.name
     output_name = model.outputs[0]._keras_history.operation.name
     chain = [input_name] + [name for name, _ in wiring]
-    if all(sources == [chain[i]] for i, (_, sources) in enumerate(wiring)):
-        return nn.Sequential(layers)                  # every layer feeds the next one
+    if (chain[-1] == output_name
+            and all(sources == [chain[i]] for i, (_, sources) in enumerate(wiring))):
+        return nn.Sequential(layers)                  # every layer feeds the next one, the last is the output
     return _KerasGraph(layers, wiring, input_name, output_name)
 
 
@@ -3109,7 +3191,10 @@ def from_keras(obj) -> nn.Module:
 
     Raises:
         TypeError: ``obj`` is not a built Keras layer or model, or holds a layer (named in the
-            message) or a setting that cannot be converted exactly.
+            message) or a setting that cannot be converted exactly: an unsupported layer, a
+            ``keras.ops`` call in a functional model (``keras.ops.relu(x) * 2.0``: every operation
+            of the graph is converted or the model is refused, none is dropped), a layer called
+            more than once or with arguments such as ``training=True``.
         RuntimeError: keras was imported with a backend other than PyTorch.
 
     Example:
@@ -3638,7 +3723,7 @@ def _sequential_leaves(module: nn.Module) -> list:
     opened; other containers stay whole."""
     leaves = []
     for name, child in module._modules.items():
-        if isinstance(child, nn.Sequential):
+        if _runs_in_order(child):
             leaves += _sequential_leaves(child)
         elif child is not None:
             leaves.append((module, name, child))
@@ -3664,7 +3749,10 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
     the second. Both ranges become ``sqrt(r1_c * r2_c)``. ReLU commutes with a positive scale;
     a ReLU6 becomes a ReLU clipped at ``6 / s_c`` per channel, so the function is unchanged.
     A depthwise convolution sits in two pairs (after the expansion, before the projection), so
-    the pairs are equalized ``sweeps`` times in turn. The quantization section of the training
+    the pairs are equalized ``sweeps`` times in turn. Only an ``nn.Sequential`` that runs its
+    children in order (not a subclass with its own ``forward``) makes pairs, and a convolution
+    found at two places of the model (shared) is left alone; a convolution that the model's own
+    ``forward`` calls twice from one place cannot be seen and must not be given. The quantization section of the training
     cost chapter measures what it does to per-tensor int8.
 
     Args:
@@ -3676,7 +3764,7 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
 
     Raises:
         TypeError: ``model`` not an ``nn.Module`` or ``sweeps`` not an integer.
-        ValueError: ``sweeps`` below 1.
+        ValueError: ``sweeps`` below 1; as :func:`fold_batch_norms`.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU6(), nn.Conv2d(3, 2, 1)).double()
@@ -3688,13 +3776,19 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
     sweeps = _check_int("sweeps", sweeps, 1)
     equalized = fold_batch_norms(model)
+    # a convolution that sits at two places of the model (shared) computes for both: scaling it
+    # for one pair would change the other, so such a pair is left as it is
+    places = {}
+    for _, module in equalized.named_modules(remove_duplicate=False):
+        places[id(module)] = places.get(id(module), 0) + 1
     pairs = []
-    for sequential in (m for m in equalized.modules() if isinstance(m, nn.Sequential)):
+    for sequential in (m for m in equalized.modules() if _runs_in_order(m)):
         leaves = [leaf for leaf in _sequential_leaves(sequential)
                   if not isinstance(leaf[2], nn.Identity)]
         for first, middle, second in zip(leaves, leaves[1:], leaves[2:]):
             if (isinstance(first[2], nn.Conv2d) and isinstance(second[2], nn.Conv2d)
                     and isinstance(middle[2], (nn.ReLU, nn.ReLU6))
+                    and places[id(first[2])] == places[id(second[2])] == 1
                     and first[2].out_channels == second[2].in_channels):
                 pairs.append((first[2], middle, second[2]))
     pairs = list({(id(a), id(b)): (a, m, b) for a, m, b in pairs}.values())

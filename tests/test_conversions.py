@@ -324,3 +324,169 @@ def test_onnxruntime_sessions_refuse_bad_inputs_naming_them():
     with pytest.raises(ValueError) as info:
         du.onnxruntime_int8_session(model, x, [])
     assert_refused(info, "calibration")
+
+
+class SharedSecond(nn.Module):
+    """conv -> ReLU6 -> conv2 in a Sequential, conv2 used once more after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), self.conv2)
+
+    def forward(self, x):
+        return self.conv2(self.seq(x))
+
+
+class ConvReluConvAdded(nn.Sequential):
+    """A Sequential whose forward does not chain its children: conv(x) * relu(x) + conv2(x)."""
+
+    def forward(self, x):
+        return self[0](x) * self[1](x) + self[2](x)
+
+
+@pytest.mark.parametrize("model, x", odd_models() + [
+    pytest.param(du.mobilenet_block(4, 8).double().train(), torch.randn(2, 4, 8, 8, dtype=torch.float64),
+                 id="mobilenet-block"),
+    pytest.param(du.randomize_batch_norms(du.mobilenet_v2(num_classes=5)).double().train(),
+                 torch.randn(1, 3, 32, 32, dtype=torch.float64), id="mobilenet-v2"),
+    pytest.param(SharedSecond().double().train(), torch.randn(2, 3, 6, 6, dtype=torch.float64),
+                 id="shared-second-conv"),
+    pytest.param(ConvReluConvAdded(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1)).double(),
+                 torch.randn(2, 3, 5, 5, dtype=torch.float64), id="sequential-own-forward-pair"),
+])
+def test_equalize_cross_layer_keeps_every_models_outputs(model, x):
+    with torch.no_grad():                          # ranges far apart, so that equalizing changes them
+        for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
+            conv.weight.mul_(torch.linspace(0.01, 10, conv.out_channels, dtype=conv.weight.dtype)
+                             .view(-1, *[1] * (conv.weight.dim() - 1)))
+    before = snapshot(model)
+    expected = reference(model, x)
+    equalized = du.equalize_cross_layer(model)
+    assert_unchanged(model, before)
+    with torch.no_grad():
+        assert_same(equalized(x), expected, 1e-7)    # deep, with weights up to 10x: rounding
+
+
+# ------------------------------------------------------------------------------------------------
+# to_standard_conv and separable_decomposition
+# ------------------------------------------------------------------------------------------------
+
+def keras_same_separable():
+    """A separable layer as from_keras builds it for Keras's uneven 'same' padding."""
+    layer = du.DepthwiseSeparableConv2d(4, 6, 4, stride=2, depth_multiplier=2).double()
+    same = du.KerasSameConv2d(4, 8, 4, stride=2, groups=4, bias=False).double()
+    same.weight.data.copy_(layer.depthwise.weight.data)
+    layer.depthwise = same
+    return layer
+
+
+@pytest.mark.parametrize("layer, x", [
+    pytest.param(du.DepthwiseSeparableConv2d(4, 6, 3, stride=2, padding=2, dilation=2,
+                                             depth_multiplier=3).double(),
+                 torch.randn(2, 4, 9, 9, dtype=torch.float64), id="dilated-multiplier"),
+    pytest.param(du.DepthwiseSeparableConv2d(3, 5, (3, 1), padding="same", padding_mode="reflect",
+                                             bias=False).double(),
+                 torch.randn(2, 3, 7, 7, dtype=torch.float64), id="same-reflect-no-bias"),
+    pytest.param(du.DepthwiseSeparableConv1d(4, 6, 5, padding=2, depth_multiplier=2).double(),
+                 torch.randn(2, 4, 11, dtype=torch.float64), id="1d"),
+    pytest.param(keras_same_separable(), torch.randn(2, 4, 9, 8, dtype=torch.float64), id="keras-same"),
+    pytest.param(du.fold_batch_norms(nn.Sequential(du.DepthwiseSeparableConv2d(3, 4, 3).double(),
+                                                   nn.BatchNorm2d(4).double()))[0],
+                 torch.randn(2, 3, 6, 6, dtype=torch.float64), id="folded"),
+])
+def test_to_standard_conv_computes_what_the_layer_computes(layer, x):
+    layer.train()
+    before = snapshot(layer)
+    expected = reference(layer, x)
+    conv = du.to_standard_conv(layer)
+    assert_unchanged(layer, before)
+    with torch.no_grad():
+        assert_same(conv(x), expected)
+
+
+def test_to_standard_conv_refuses_replaced_parts_naming_them():
+    layer = du.DepthwiseSeparableConv2d(4, 6, 3)
+    layer.pointwise = nn.Sequential(nn.Conv2d(4, 6, 1))
+    with pytest.raises(TypeError) as info:
+        du.to_standard_conv(layer)
+    assert_refused(info, "layer.pointwise", "Sequential")
+    layer = du.DepthwiseSeparableConv2d(4, 6, 3)
+    layer.depthwise = nn.Conv2d(4, 4, 3, stride=2, groups=4)
+    with pytest.raises(ValueError) as info:
+        du.to_standard_conv(layer)
+    assert_refused(info, "layer.depthwise", "stride")
+
+
+@pytest.mark.parametrize("conv, x", [
+    pytest.param(nn.Conv2d(3, 5, 3, stride=2, padding=1, dilation=2).double(),
+                 torch.randn(2, 3, 9, 9, dtype=torch.float64), id="dilated-strided"),
+    pytest.param(nn.Conv2d(3, 4, (2, 3), padding="same", padding_mode="circular", bias=False).double(),
+                 torch.randn(2, 3, 6, 6, dtype=torch.float64), id="same-circular"),
+    pytest.param(du.KerasSameConv2d(3, 4, 4, stride=2).double(),
+                 torch.randn(2, 3, 9, 8, dtype=torch.float64), id="keras-same"),
+])
+def test_separable_decomposition_at_full_rank_computes_what_the_conv_computes(conv, x):
+    conv.train()
+    before = snapshot(conv)
+    expected = reference(conv, x)
+    layer = du.separable_decomposition(conv)
+    assert_unchanged(conv, before)
+    with torch.no_grad():
+        assert_same(layer(x), expected)
+        assert_same(du.to_standard_conv(layer)(x), expected)
+
+
+class DoubledConv(nn.Conv2d):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_separable_decomposition_refuses_a_conv_subclass_naming_it():
+    with pytest.raises(TypeError) as info:
+        du.separable_decomposition(DoubledConv(3, 4, 3))
+    assert_refused(info, "DoubledConv", "conv")
+
+
+# ------------------------------------------------------------------------------------------------
+# from_keras
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keras():
+    return du.import_keras()
+
+
+def test_from_keras_refuses_a_keras_ops_call_instead_of_dropping_it(keras):
+    inputs = keras.Input((4,))
+    outputs = keras.ops.relu(keras.layers.Dense(3)(inputs)) * 2.0
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(TypeError) as info:
+        du.from_keras(model)
+    assert_refused(info, "'relu'", "keras.ops")
+    # the same computation in layers converts, and computes what Keras computes
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Add()([x, x]))
+    data = torch.randn(5, 4)
+    expected = torch.as_tensor(model(data.numpy())).detach().cpu()
+    assert torch.allclose(du.from_keras(model)(data), expected, atol=1e-6)
+
+
+def test_from_keras_refuses_a_layer_called_with_training_true(keras):
+    inputs = keras.Input((4,))
+    x = keras.layers.Dropout(0.5, name="always")(keras.layers.Dense(3)(inputs), training=True)
+    with pytest.raises(TypeError) as info:
+        du.from_keras(keras.Model(inputs, x))
+    assert_refused(info, "'always'", "training=True")
+
+
+def test_from_keras_returns_the_models_output_not_the_last_layer(keras):
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, name="first")(inputs)
+    keras.layers.Dense(2, name="unused")(x)          # a dead branch, not part of the model
+    model = keras.Model(inputs, x)
+    data = torch.randn(5, 4)
+    expected = torch.as_tensor(model(data.numpy())).detach().cpu()
+    got = du.from_keras(model)(data)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)
