@@ -1153,7 +1153,8 @@ def to_standard_conv(layer):
         plain = copy.deepcopy(layer)
         keras_same = layer.depthwise
         plain.depthwise = nn.Conv2d(keras_same.in_channels, keras_same.out_channels,
-                                    keras_same.kernel_size, keras_same.stride, 0, keras_same.dilation,
+                                    keras_same.kernel_size, keras_same.stride, 0,
+                                    keras_same.dilation,
                                     keras_same.groups, keras_same.bias is not None,
                                     device=keras_same.weight.device, dtype=keras_same.weight.dtype)
         plain.depthwise.load_state_dict(keras_same.state_dict())
@@ -1856,7 +1857,8 @@ def _runs_in_order(module: nn.Module) -> bool:
 
 
 def _fuse_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:
-    """A copy of ``conv`` (standard or transposed, any groups) computing ``bn(conv(x))`` in eval mode.
+    """A copy of ``conv`` (standard or transposed, any groups) computing ``bn(conv(x))`` in
+    evaluation mode.
 
     A transposed convolution's weight is ``(in_channels, out_channels / groups, *kernel)``: output
     channel ``g * out_channels / groups + j`` is ``weight[group g's input channels, j]``, so its
@@ -3145,7 +3147,7 @@ def _convert_model(model) -> nn.Module:
     chain = [input_name] + [name for name, _ in wiring]
     if (chain[-1] == output_name
             and all(sources == [chain[i]] for i, (_, sources) in enumerate(wiring))):
-        return nn.Sequential(layers)                  # every layer feeds the next one, the last is the output
+        return nn.Sequential(layers)      # every layer feeds the next one, the last is the output
     return _KerasGraph(layers, wiring, input_name, output_name)
 
 
@@ -3622,8 +3624,9 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
     if not isinstance(calibration, torch.Tensor) or not calibration.is_floating_point():
-        raise TypeError(f"calibration must be a floating-point tensor, got {_describe(calibration)}"
-                        + ("" if not isinstance(calibration, torch.Tensor) else f" of {calibration.dtype}"))
+        dtype = f" of {calibration.dtype}" if isinstance(calibration, torch.Tensor) else ""
+        raise TypeError(f"calibration must be a floating-point tensor, got "
+                        f"{_describe(calibration)}{dtype}")
     if calibration.numel() == 0:
         raise ValueError(f"calibration must hold at least one value to take ranges from, got "
                          f"{_describe(calibration)}")
@@ -3752,8 +3755,8 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
     the pairs are equalized ``sweeps`` times in turn. Only an ``nn.Sequential`` that runs its
     children in order (not a subclass with its own ``forward``) makes pairs, and a convolution
     found at two places of the model (shared) is left alone; a convolution that the model's own
-    ``forward`` calls twice from one place cannot be seen and must not be given. The quantization section of the training
-    cost chapter measures what it does to per-tensor int8.
+    ``forward`` calls twice from one place cannot be seen and must not be given. The
+    quantization section of the training cost chapter measures what it does to per-tensor int8.
 
     Args:
         model (nn.Module): the float model (left unchanged).
