@@ -1294,6 +1294,36 @@ class DepthwiseSeparableConv1d(_DepthwiseSeparableConvNd):
     _dims = 1
 
 
+def _check_separable_parts(layer: _DepthwiseSeparableConvNd) -> None:
+    """Refuse a separable layer whose parts were replaced by something the expansion cannot read:
+    the depthwise part must be the layer's convolution (or a :class:`KerasSameConv2d`, from
+    :func:`from_keras`) with its hyper-parameters, the pointwise part a plain 1x1 convolution."""
+    standard = layer._conv
+    depthwise, pointwise = layer.depthwise, layer.pointwise
+    m, hidden = layer.in_channels, layer.in_channels * layer.depth_multiplier
+    if type(depthwise) not in (standard, KerasSameConv2d) or (
+            type(depthwise) is KerasSameConv2d and layer._dims != 2):
+        raise TypeError(f"cannot expand layer.depthwise: it is {type(depthwise).__name__}, not an "
+                        f"nn.{standard.__name__}")
+    if type(pointwise) is not standard:
+        raise TypeError(f"cannot expand layer.pointwise: it is {type(pointwise).__name__}, not an "
+                        f"nn.{standard.__name__}")
+    wanted = {"depthwise": (depthwise, dict(in_channels=m, out_channels=hidden, groups=m,
+                                            kernel_size=layer.kernel_size, stride=layer.stride,
+                                            dilation=layer.dilation)),
+              "pointwise": (pointwise, dict(in_channels=hidden, out_channels=layer.out_channels,
+                                            groups=1, kernel_size=(1,) * layer._dims,
+                                            stride=(1,) * layer._dims, dilation=(1,) * layer._dims,
+                                            padding=(0,) * layer._dims, padding_mode="zeros"))}
+    if type(depthwise) is not KerasSameConv2d:
+        wanted["depthwise"][1].update(padding=layer.padding, padding_mode=layer.padding_mode)
+    for name, (part, attributes) in wanted.items():
+        for attribute, value in attributes.items():
+            if getattr(part, attribute) != value:
+                raise ValueError(f"cannot expand layer.{name}: its {attribute} is "
+                                 f"{getattr(part, attribute)!r}, the layer's is {value!r}")
+
+
 def to_standard_conv(layer):
     r"""The standard convolution that computes exactly what a depthwise separable layer computes.
 
@@ -1311,7 +1341,12 @@ def to_standard_conv(layer):
         ``nn.Conv2d`` (or ``nn.Conv1d``) with the same hyper-parameters and the expanded weights.
 
     Raises:
-        TypeError: ``layer`` is not a depthwise separable layer of this module.
+        TypeError: ``layer`` is not a depthwise separable layer of this module, or one of its
+            parts (named) was replaced by another kind of module.
+        ValueError: one of its parts (named) no longer has the layer's hyper-parameters.
+
+    A layer from :func:`from_keras` whose depthwise part is a :class:`KerasSameConv2d` gives a
+    ``KerasSameConv2d``, padded as the layer is.
 
     Example:
         >>> layer = DepthwiseSeparableConv2d(4, 8, 3, padding=1)
@@ -1322,6 +1357,24 @@ def to_standard_conv(layer):
     if not isinstance(layer, _DepthwiseSeparableConvNd):
         raise TypeError(f"layer must be a DepthwiseSeparableConv1d or 2d, got {_describe(layer)}")
     _check_module("layer", layer)
+    _check_separable_parts(layer)
+    if type(layer.depthwise) is KerasSameConv2d:
+        # Keras's 'same' padding (from_keras): the expansion of the unpadded layer, padded as it is
+        plain = copy.deepcopy(layer)
+        keras_same = layer.depthwise
+        plain.depthwise = nn.Conv2d(keras_same.in_channels, keras_same.out_channels,
+                                    keras_same.kernel_size, keras_same.stride, 0,
+                                    keras_same.dilation,
+                                    keras_same.groups, keras_same.bias is not None,
+                                    device=keras_same.weight.device, dtype=keras_same.weight.dtype)
+        plain.depthwise.load_state_dict(keras_same.state_dict())
+        plain.padding = (0, 0)
+        expanded = to_standard_conv(plain)
+        conv = KerasSameConv2d(expanded.in_channels, expanded.out_channels, expanded.kernel_size,
+                               expanded.stride, expanded.dilation, bias=expanded.bias is not None)
+        conv = conv.to(device=expanded.weight.device, dtype=expanded.weight.dtype)
+        conv.load_state_dict(expanded.state_dict())
+        return conv
     depthwise, pointwise = layer.depthwise, layer.pointwise
     m, k, n = layer.in_channels, layer.depth_multiplier, layer.out_channels
     d = depthwise.weight.reshape(m, k, *layer.kernel_size)           # D[m, j, ...]
@@ -2017,29 +2070,68 @@ _FOLDABLE = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn
              nn.ConvTranspose3d: nn.BatchNorm3d}
 
 
+def _runs_in_order(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.Sequential`` that runs its children one after the other (a
+    subclass with its own ``forward`` may not: its neighbours cannot be folded or equalized)."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _fuse_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """A copy of ``conv`` (standard or transposed, any groups) computing ``bn(conv(x))`` in
+    evaluation mode.
+
+    A transposed convolution's weight is ``(in_channels, out_channels / groups, *kernel)``: output
+    channel ``g * out_channels / groups + j`` is ``weight[group g's input channels, j]``, so its
+    scale is applied per group on dim 1 (PyTorch's ``fuse_conv_bn_eval`` scales dim 1 as a whole,
+    which is right for ``groups=1`` only)."""
+    if not conv.transposed:
+        return fuse_conv_bn_eval(conv, bn)
+    fused = copy.deepcopy(conv)
+    weight = conv.weight.detach()
+    scale = torch.rsqrt(bn.running_var.to(weight.dtype) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().to(weight.dtype)
+    shift = -bn.running_mean.to(weight.dtype) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach().to(weight.dtype)
+    groups, out_per_group = conv.groups, conv.out_channels // conv.groups
+    kernel = weight.shape[2:]
+    grouped = weight.reshape(groups, conv.in_channels // groups, out_per_group, *kernel)
+    grouped = grouped * scale.reshape(groups, 1, out_per_group, *[1] * len(kernel))
+    bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
+    fused.weight = nn.Parameter(grouped.reshape(weight.shape), conv.weight.requires_grad)
+    fused.bias = nn.Parameter(bias, conv.weight.requires_grad)
+    return fused
+
+
 def _fold_batch_norms(module: nn.Module, prefix: str = "") -> int:
-    """Fold every batch norm that directly follows a convolution of its dimension (in a Sequential)
-    into that convolution, with PyTorch's own ``fuse_conv_bn_eval``; the batch norm becomes
-    ``nn.Identity``. A batch norm without running statistics (it normalizes with each batch's own)
-    cannot be folded and stays. Returns how many were folded."""
+    """Fold every batch norm that directly follows a convolution of its dimension (in an
+    ``nn.Sequential`` that runs its children in order) into that convolution; the batch norm
+    becomes ``nn.Identity``. A batch norm without running statistics (it normalizes with each
+    batch's own) cannot be folded and stays. The folded convolution is a new module: one used
+    elsewhere too (shared) keeps its weights there. Returns how many were folded."""
     folded = 0
     names = list(module._modules)
     for name, following in zip(names, names[1:] + [None]):
         child = module._modules[name]
         after = module._modules.get(following) if following else None
-        if (isinstance(module, nn.Sequential) and type(after) is _FOLDABLE.get(type(child))
+        if (_runs_in_order(module) and type(after) is _FOLDABLE.get(type(child))
                 and after.running_mean is not None):
             if after.num_features != child.out_channels:
                 raise ValueError(f"model's {prefix}{following} normalizes {after.num_features} channels but "
                                  f"follows {prefix}{name} with {child.out_channels}: the model cannot run")
-            module._modules[name] = fuse_conv_bn_eval(child, after, transpose=child.transposed)
+            module._modules[name] = _fuse_conv_bn(child, after)
             module._modules[following] = nn.Identity()
             folded += 1
-        elif (isinstance(module, nn.Sequential) and isinstance(child, _DepthwiseSeparableConvNd)
+        elif (_runs_in_order(module) and isinstance(child, _DepthwiseSeparableConvNd)
               and type(after) is _FOLDABLE.get(type(child.pointwise))
               and after.running_mean is not None and after.num_features == child.out_channels):
-            # after a depthwise separable layer: into its pointwise part, the convolution it follows
-            child.pointwise = fuse_conv_bn_eval(child.pointwise, after)
+            # after a depthwise separable layer: into its pointwise part, the convolution it
+            # follows, in a copy of the layer (the layer may be used elsewhere too)
+            replacement = copy.copy(child)
+            replacement._modules = OrderedDict(child._modules)
+            replacement.pointwise = _fuse_conv_bn(child.pointwise, after)
+            module._modules[name] = replacement
             module._modules[following] = nn.Identity()
             folded += 1
         elif child is not None:
@@ -2092,9 +2184,17 @@ class InferenceModel(nn.Module):
     """What :func:`prepare_for_inference` returns: the prepared copy and the input conversion it needs.
 
     Attributes: ``model`` (the prepared copy), ``memory_format``, ``folded_batch_norms`` (how many
-    were folded) and ``unfolded_batch_norms`` (names, inside ``model``, of the batch norms left as
-    they were: those without running statistics or that follow no convolution). The speed and
-    memory chapter uses it.
+    were folded), ``unfolded_batch_norms`` (names, inside ``model``, of the batch norms left as
+    they were: those without running statistics or that follow no convolution) and
+    ``channels_last_error`` (None, or why channels-last was given up). The speed and memory
+    chapter uses it.
+
+    A model whose forward assumes contiguous tensors (``x.view(-1, n)`` after a convolution, as
+    PyTorch's tutorial LeNet does) fails on channels-last ones: when a call in channels-last
+    raises a ``RuntimeError`` and the same call in the contiguous format works, the model and
+    every later call switch to the contiguous format (``memory_format`` then reads
+    ``torch.contiguous_format``, ``channels_last_error`` gives the error). If the contiguous call
+    fails too, the layout is restored and that error is raised.
 
     Args:
         model (nn.Module): the prepared copy.
@@ -2110,6 +2210,7 @@ class InferenceModel(nn.Module):
             or ``folded`` not an integer.
         ValueError: ``memory_format`` is neither channels-last nor contiguous, ``folded`` is
             negative, or ``model`` has lazy modules not yet initialised.
+        A call raises what the model raises on the inputs in the contiguous format (see above).
 
     Example:
         >>> ready = prepare_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
@@ -2127,8 +2228,16 @@ class InferenceModel(nn.Module):
         self.folded_batch_norms = folded
         self.unfolded_batch_norms = [name for name, module in model.named_modules()
                                      if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+        self.channels_last_error = None
 
-    def forward(self, *inputs, **kwargs):
+    def _set_memory_format(self, memory_format: torch.memory_format) -> None:
+        with torch.no_grad():
+            for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                if tensor.dim() == 4:  # channels-last exists for 4-D tensors only
+                    tensor.data = tensor.data.contiguous(memory_format=memory_format)
+        self.memory_format = memory_format
+
+    def _run(self, inputs: tuple, kwargs: dict):
         def convert(value):
             if not isinstance(value, torch.Tensor):
                 return value
@@ -2137,6 +2246,23 @@ class InferenceModel(nn.Module):
 
         with torch.inference_mode():
             return self.model(*map(convert, inputs), **{k: convert(v) for k, v in kwargs.items()})
+
+    def forward(self, *inputs, **kwargs):
+        if self.memory_format != torch.channels_last:
+            return self._run(inputs, kwargs)
+        try:
+            return self._run(inputs, kwargs)
+        except RuntimeError as error:
+            # code that assumes contiguous tensors (x.view(-1, n) after a convolution) fails on
+            # channels-last ones: run it in the contiguous format, from now on, if that works
+            self._set_memory_format(torch.contiguous_format)
+            try:
+                output = self._run(inputs, kwargs)
+            except Exception:
+                self._set_memory_format(torch.channels_last)   # not the layout's fault
+                raise
+            self.channels_last_error = str(error).strip().splitlines()[0]
+            return output
 
 
 def prepare_for_inference(model, memory_format=torch.channels_last) -> InferenceModel:
@@ -2153,7 +2279,12 @@ def prepare_for_inference(model, memory_format=torch.channels_last) -> Inference
     the same output as the original in evaluation mode, up to rounding. A batch norm
     created with ``track_running_stats=False`` normalizes every batch with that batch's
     own statistics, so no constant can replace it: it is left in place (listed in
-    ``unfolded_batch_norms``). The speed and memory chapter explains and measures it.
+    ``unfolded_batch_norms``), as is one that follows anything but a convolution, or that sits
+    in a subclass of ``nn.Sequential`` with its own ``forward`` (its children need not run in
+    order). A transposed convolution is folded per output channel, which is its weight's dim 1
+    within each group. A model whose forward needs contiguous tensors (``x.view`` after a
+    convolution) falls back to the contiguous format at its first call
+    (:class:`InferenceModel`). The speed and memory chapter explains and measures it.
 
     Args:
         model (nn.Module): the model, of any dimension (1-D, 2-D and 3-D convolutions).
@@ -2736,6 +2867,24 @@ def separable_decomposition(conv, rank=None) -> DepthwiseSeparableConv2d:
     if rank > limit:
         raise ValueError(f"rank must be at most min(out_channels, kernel taps) = "
                          f"{limit} for this conv, got {rank}")
+    if type(conv) not in (nn.Conv2d, KerasSameConv2d):
+        raise TypeError(f"conv must be an nn.Conv2d or a KerasSameConv2d, got a subclass, "
+                        f"{type(conv).__name__}, whose forward may compute something else")
+    if type(conv) is KerasSameConv2d:
+        # Keras's 'same' padding (from_keras): the unpadded conv decomposed, its depthwise part
+        # padded as conv is
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                          conv.dilation, bias=conv.bias is not None, device=conv.weight.device,
+                          dtype=conv.weight.dtype)
+        plain.load_state_dict(conv.state_dict())
+        layer = separable_decomposition(plain, rank)
+        depthwise = KerasSameConv2d(conv.in_channels, layer.depthwise.out_channels,
+                                    conv.kernel_size, conv.stride, conv.dilation,
+                                    groups=conv.in_channels, bias=False)
+        depthwise = depthwise.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        depthwise.load_state_dict(layer.depthwise.state_dict())
+        layer.depthwise = depthwise
+        return layer
     n, m = conv.out_channels, conv.in_channels
     weight = conv.weight.detach()
     slices = kernel_slices(weight).double()            # A_m = W[:, m] as N x k^2
@@ -2853,6 +3002,22 @@ class _OnnxRuntimeModel:
         return f"onnxruntime_session(input shape {self.shape}, threads={self.threads})"
 
 
+def _check_example_input(example_input) -> None:
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    if not example_input.is_floating_point():
+        raise TypeError(f"example_input must be a floating-point tensor (it is cast to float32), "
+                        f"got {_describe(example_input)} of {example_input.dtype}")
+
+
+def _float32_copy(model: nn.Module) -> nn.Module:
+    """The copy of ``model`` that both ONNX sessions export: evaluation mode, float32."""
+    try:
+        return copy.deepcopy(model).eval().float()
+    except Exception as error:
+        raise ValueError(f"model cannot be copied, so it cannot be exported: {error}") from error
+
+
 def onnxruntime_session(model, example_input, threads=1):
     """``model`` exported to ONNX and run by ONNX Runtime: a callable from tensor to tensor.
 
@@ -2860,11 +3025,14 @@ def onnxruntime_session(model, example_input, threads=1):
     TorchScript-based exporter, which folds every batch norm into the convolution before it; ONNX
     Runtime then optimizes the graph when the session is created (convolutions fused with their
     activations, the CPU's blocked memory layout). The speed chapter times it against PyTorch.
-    Exporter and runtime messages are silenced, so nothing is printed.
+    Exporter and runtime messages are silenced, so nothing is printed. The session computes in
+    float32, as :func:`onnxruntime_int8_session` does: a float64 (or float16) model, such as
+    :func:`digits_cnn`, is exported as a float32 copy, and every input is cast to float32.
 
     Args:
-        model (nn.Module): a model taking one tensor.
-        example_input (torch.Tensor): an input of the shape the session will accept (fp32).
+        model (nn.Module): a model taking one tensor, of any floating dtype (exported in float32).
+        example_input (torch.Tensor): a floating-point input of the shape the session will accept
+            (cast to float32).
         threads (int): ONNX Runtime's intra-op threads, 1 to 1,024. Default: 1.
 
     Shape:
@@ -2875,10 +3043,10 @@ def onnxruntime_session(model, example_input, threads=1):
         ``model.eval()(input)`` up to rounding (relative max error below 1e-4).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` not a tensor, or
-            ``threads`` not an integer.
-        ValueError: ``threads`` is below 1, or a layer of ``model`` cannot be exported (the
-            message names the layer and gives the exporter's reason).
+        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` not a floating-point
+            tensor, or ``threads`` not an integer.
+        ValueError: ``threads`` is below 1, ``model`` cannot be copied, or a layer of ``model``
+            cannot be exported (the message names the layer and gives the exporter's reason).
 
     Example:
         >>> layer = DepthwiseSeparableConv2d(8, 16, 3, padding=1)
@@ -2888,12 +3056,11 @@ def onnxruntime_session(model, example_input, threads=1):
         ((1, 16, 10, 10), True)
     """
     _check_module("model", model)
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    _check_example_input(example_input)
     threads = _check_threads("threads", threads)
     import onnxruntime
 
-    exported = copy.deepcopy(model).eval()
+    exported = _float32_copy(model)
     example = example_input.detach().to(torch.float32)
     try:
         onnx_bytes = _to_onnx(exported, (example,))
@@ -3194,20 +3361,32 @@ def _convert_model(model) -> nn.Module:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise TypeError(f"cannot convert model {model.name!r}: it has several inputs or outputs")
     layers, wiring = OrderedDict(), []
-    for layer in model.layers:
-        if len(layer._inbound_nodes) != 1:
-            raise TypeError(f"cannot convert layer {layer.name!r}: it is called more than once")
-        module = _convert_layer(layer)
+    # every operation of the graph, not only its layers: a keras.ops call (keras.ops.relu(x) * 2)
+    # is an operation that model.layers leaves out, and leaving it out would change the function
+    for operation in model.operations:
+        if not isinstance(operation, keras.layers.Layer):
+            raise TypeError(f"cannot convert operation {operation.name!r} "
+                            f"({type(operation).__name__}) of model {model.name!r}: it is a "
+                            f"keras.ops call, not a layer; write it as a layer this function "
+                            f"converts, or convert the model up to it")
+        if len(operation._inbound_nodes) != 1:
+            raise TypeError(f"cannot convert layer {operation.name!r}: it is called more than once")
+        node = operation._inbound_nodes[0]
+        for key, value in node.arguments.kwargs.items():
+            if value is not None and not (key == "training" and value is False):
+                raise TypeError(f"cannot convert layer {operation.name!r}: it is called with "
+                                f"{key}={value!r}, which its conversion would ignore")
+        module = _convert_layer(operation)
         if module is not None:
-            sources = [t._keras_history.operation.name
-                       for t in layer._inbound_nodes[0].input_tensors]
-            layers[layer.name] = module
-            wiring.append((layer.name, sources))
+            sources = [t._keras_history.operation.name for t in node.input_tensors]
+            layers[operation.name] = module
+            wiring.append((operation.name, sources))
     input_name = model.inputs[0]._keras_history.operation.name
     output_name = model.outputs[0]._keras_history.operation.name
     chain = [input_name] + [name for name, _ in wiring]
-    if all(sources == [chain[i]] for i, (_, sources) in enumerate(wiring)):
-        return nn.Sequential(layers)                  # every layer feeds the next one
+    if (chain[-1] == output_name
+            and all(sources == [chain[i]] for i, (_, sources) in enumerate(wiring))):
+        return nn.Sequential(layers)      # every layer feeds the next one, the last is the output
     return _KerasGraph(layers, wiring, input_name, output_name)
 
 
@@ -3253,7 +3432,10 @@ def from_keras(obj) -> nn.Module:
 
     Raises:
         TypeError: ``obj`` is not a built Keras layer or model, or holds a layer (named in the
-            message) or a setting that cannot be converted exactly.
+            message) or a setting that cannot be converted exactly: an unsupported layer, a
+            ``keras.ops`` call in a functional model (``keras.ops.relu(x) * 2.0``: every operation
+            of the graph is converted or the model is refused, none is dropped), a layer called
+            more than once or with arguments such as ``training=True``.
         RuntimeError: keras was imported with a backend other than PyTorch.
 
     Example:
@@ -3589,13 +3771,39 @@ def _fake_quantize_activation(x: torch.Tensor, low: float, high: float) -> torch
     return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
+def _quantized_weight(layer: nn.Module, per_channel: bool) -> torch.Tensor:
+    """:func:`fake_quantize` of a convolution's or linear layer's weight; per channel means per
+    output channel, which for a transposed convolution is dim 1 of each group's slice."""
+    weight = layer.weight.detach()
+    if not (per_channel and getattr(layer, "transposed", False)):
+        return fake_quantize(weight, per_channel)
+    groups, kernel = layer.groups, weight.shape[2:]
+    in_per_group, out_per_group = weight.shape[0] // groups, weight.shape[1]
+    by_output = weight.reshape(groups, in_per_group, out_per_group, *kernel).transpose(1, 2)
+    rounded = fake_quantize(by_output.reshape(groups * out_per_group, in_per_group, *kernel), True)
+    return (rounded.reshape(groups, out_per_group, in_per_group, *kernel).transpose(1, 2)
+            .reshape(weight.shape))
+
+
+def _quantize_input(layer: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of :func:`simulate_int8`: the layer's input rounded to uint8 over the range
+    stored on the layer (an attribute, so a copy of the model keeps it)."""
+    return (_fake_quantize_activation(args[0], *layer.int8_input_range), *args[1:])
+
+
+def _floating_dtype(model: nn.Module) -> torch.dtype | None:
+    return next((t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()),
+                None)
+
+
 def quantize_weights(model, per_channel=False) -> nn.Module:
     """A copy of ``model`` with batch norms folded and every weight rounded to int8; the
     activations stay in floating point.
 
     Every convolution and linear layer gets its weight :func:`fake_quantize`-d (symmetric int8,
     per tensor or per output channel), after :func:`fold_batch_norms`, as an int8 runtime stores
-    it. The int8 section of the training-cost chapter measures what the weights alone lose.
+    it (per output channel: dim 0 of a convolution's weight, dim 1 per group of a transposed
+    one's). The int8 section of the training-cost chapter measures what the weights alone lose.
 
     Args:
         model (nn.Module): the float model (left unchanged).
@@ -3606,6 +3814,7 @@ def quantize_weights(model, per_channel=False) -> nn.Module:
 
     Raises:
         TypeError: ``model`` not an ``nn.Module`` or ``per_channel`` not a bool.
+        ValueError: as :func:`fold_batch_norms`.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).double()
@@ -3620,7 +3829,7 @@ def quantize_weights(model, per_channel=False) -> nn.Module:
     with torch.no_grad():
         for layer in quantized.modules():
             if layer_kind(layer):
-                layer.weight.copy_(fake_quantize(layer.weight, per_channel))
+                layer.weight.copy_(_quantized_weight(layer, per_channel))
     return quantized
 
 
@@ -3636,17 +3845,27 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
     ``QUInt8`` activations, ``QInt8`` weights, min/max calibration) up to where the runtime also
     rounds (biases in int32, outputs requantized); in float64 the result is the same on every CPU.
 
+    A layer called several times (shared) gets one range, over all its calls. A layer that the
+    calibration batch never reaches would have no range: the model is refused.
+
     Args:
         model (nn.Module): the float model (left unchanged).
-        calibration (torch.Tensor): input batch from which the activation ranges are taken.
-        per_channel (bool): weights per output channel instead of per tensor. Default: False.
+        calibration (torch.Tensor): input batch (floating point, at least one sample, finite) from
+            which the activation ranges are taken; cast to the model's dtype (a float64 batch for
+            a float32 network is run in float32).
+        per_channel (bool): weights per output channel instead of per tensor (dim 1 per group of
+            a transposed convolution's weight). Default: False.
 
     Returns:
-        nn.Module: the simulated int8 model, in evaluation mode.
+        nn.Module: the simulated int8 model, in evaluation mode; it takes inputs of the model's
+        dtype.
 
     Raises:
-        TypeError: ``model`` not an ``nn.Module``, ``calibration`` not a tensor, ``per_channel``
-            not a bool.
+        TypeError: ``model`` not an ``nn.Module``, ``calibration`` not a floating-point tensor,
+            ``per_channel`` not a bool.
+        ValueError: ``calibration`` is empty or not finite, the model fails on it, or a
+            convolution or linear layer (named in the message) is never called on it; as
+            :func:`fold_batch_norms`.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)).double()
@@ -3655,26 +3874,47 @@ def simulate_int8(model, calibration, per_channel=False) -> nn.Module:
         True
     """
     _check_module("model", model)
-    if not isinstance(calibration, torch.Tensor):
-        raise TypeError(f"calibration must be a tensor, got {_describe(calibration)}")
+    if not isinstance(calibration, torch.Tensor) or not calibration.is_floating_point():
+        dtype = f" of {calibration.dtype}" if isinstance(calibration, torch.Tensor) else ""
+        raise TypeError(f"calibration must be a floating-point tensor, got "
+                        f"{_describe(calibration)}{dtype}")
+    if calibration.numel() == 0:
+        raise ValueError(f"calibration must hold at least one value to take ranges from, got "
+                         f"{_describe(calibration)}")
+    if not torch.isfinite(calibration).all():
+        raise ValueError("calibration must be finite, got a batch with NaN or infinite values")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
     quantized = fold_batch_norms(model)
-    layers = [m for m in quantized.modules() if layer_kind(m)]
+    dtype = _floating_dtype(quantized)
+    calibration = calibration.detach().to(dtype or calibration.dtype)
+    layers = {m: name for name, m in quantized.named_modules() if layer_kind(m)}
     ranges = {}
+
     def record(layer, args):
-        ranges[layer] = (args[0].min().item(), args[0].max().item())
+        low, high = args[0].min().item(), args[0].max().item()
+        seen = ranges.get(layer, (low, high))            # a shared layer: all its calls
+        ranges[layer] = (min(low, seen[0]), max(high, seen[1]))
 
     hooks = [m.register_forward_pre_hook(record) for m in layers]
-    with torch.no_grad():
-        quantized(calibration)
-    for hook in hooks:
-        hook.remove()
+    try:
+        with torch.no_grad():
+            quantized(calibration)
+    except RuntimeError as error:
+        raise ValueError(f"model fails on calibration ({_describe(calibration)}, "
+                         f"{calibration.dtype}): {error}") from error
+    finally:
+        for hook in hooks:
+            hook.remove()
+    missed = [name for m, name in layers.items() if m not in ranges]
+    if missed:
+        raise ValueError(f"layer(s) {missed} never called on calibration: their inputs have no "
+                         f"range to quantize to; give a calibration batch that reaches every layer")
     with torch.no_grad():
         for layer in layers:
-            layer.weight.copy_(fake_quantize(layer.weight, per_channel))
-            layer.register_forward_pre_hook(
-                lambda m, args: (_fake_quantize_activation(args[0], *ranges[m]),))
+            layer.weight.copy_(_quantized_weight(layer, per_channel))
+            layer.int8_input_range = ranges[layer]
+            layer.register_forward_pre_hook(_quantize_input)
     return quantized
 
 
@@ -3682,6 +3922,12 @@ def fold_batch_norms(model) -> nn.Module:
     """A copy of ``model`` in evaluation mode with every batch norm that follows a convolution
     folded into it, including one after a :class:`DepthwiseSeparableConv2d` (folded into its
     pointwise part, the convolution it follows), as ONNX export does. ``model`` is unchanged.
+    The folding of :func:`prepare_for_inference`: convolutions of any dimension, grouped or
+    transposed (a transposed convolution's output channels are its weight's dim 1, per group),
+    in an ``nn.Sequential`` that runs its children in order; a batch norm anywhere else, or
+    without running statistics, stays (the copy still computes what ``model`` computes in
+    evaluation mode). A folded convolution or separable layer is a new module, so one that the
+    model also uses elsewhere keeps its own weights there.
     The quantization chapter measures weight ranges after it.
 
     Args:
@@ -3692,6 +3938,8 @@ def fold_batch_norms(model) -> nn.Module:
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``model`` cannot be copied, or a batch norm does not match the convolution
+            before it (named in the message).
 
     Example:
         >>> folded = fold_batch_norms(digits_cnn(separable=True))
@@ -3699,7 +3947,10 @@ def fold_batch_norms(model) -> nn.Module:
         0
     """
     _check_module("model", model)
-    folded = copy.deepcopy(model).eval()
+    try:
+        folded = copy.deepcopy(model).eval()
+    except Exception as error:
+        raise ValueError(f"model cannot be copied, so it cannot be folded: {error}") from error
     _fold_batch_norms(folded)           # the folding of prepare_for_inference, one source
     return folded
 
@@ -3725,7 +3976,7 @@ def _sequential_leaves(module: nn.Module) -> list:
     opened; other containers stay whole."""
     leaves = []
     for name, child in module._modules.items():
-        if isinstance(child, nn.Sequential):
+        if _runs_in_order(child):
             leaves += _sequential_leaves(child)
         elif child is not None:
             leaves.append((module, name, child))
@@ -3751,8 +4002,11 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
     the second. Both ranges become ``sqrt(r1_c * r2_c)``. ReLU commutes with a positive scale;
     a ReLU6 becomes a ReLU clipped at ``6 / s_c`` per channel, so the function is unchanged.
     A depthwise convolution sits in two pairs (after the expansion, before the projection), so
-    the pairs are equalized ``sweeps`` times in turn. The quantization section of the training
-    cost chapter measures what it does to per-tensor int8.
+    the pairs are equalized ``sweeps`` times in turn. Only an ``nn.Sequential`` that runs its
+    children in order (not a subclass with its own ``forward``) makes pairs, and a convolution
+    found at two places of the model (shared) is left alone; a convolution that the model's own
+    ``forward`` calls twice from one place cannot be seen and must not be given. The
+    quantization section of the training cost chapter measures what it does to per-tensor int8.
 
     Args:
         model (nn.Module): the float model (left unchanged).
@@ -3763,7 +4017,7 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
 
     Raises:
         TypeError: ``model`` not an ``nn.Module`` or ``sweeps`` not an integer.
-        ValueError: ``sweeps`` below 1.
+        ValueError: ``sweeps`` below 1; as :func:`fold_batch_norms`.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU6(), nn.Conv2d(3, 2, 1)).double()
@@ -3774,13 +4028,19 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
     _check_module("model", model)
     sweeps = _check_int("sweeps", sweeps, 1)
     equalized = fold_batch_norms(model)
+    # a convolution that sits at two places of the model (shared) computes for both: scaling it
+    # for one pair would change the other, so such a pair is left as it is
+    places = {}
+    for _, module in equalized.named_modules(remove_duplicate=False):
+        places[id(module)] = places.get(id(module), 0) + 1
     pairs = []
-    for sequential in (m for m in equalized.modules() if isinstance(m, nn.Sequential)):
+    for sequential in (m for m in equalized.modules() if _runs_in_order(m)):
         leaves = [leaf for leaf in _sequential_leaves(sequential)
                   if not isinstance(leaf[2], nn.Identity)]
         for first, middle, second in zip(leaves, leaves[1:], leaves[2:]):
             if (isinstance(first[2], nn.Conv2d) and isinstance(second[2], nn.Conv2d)
                     and isinstance(middle[2], (nn.ReLU, nn.ReLU6))
+                    and places[id(first[2])] == places[id(second[2])] == 1
                     and first[2].out_channels == second[2].in_channels):
                 pairs.append((first[2], middle, second[2]))
     pairs = list({(id(a), id(b)): (a, m, b) for a, m, b in pairs}.values())
@@ -3831,8 +4091,10 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
 
     Args:
         model (nn.Module): a float model taking one tensor (converted to float32 for export).
-        example_input (torch.Tensor): an input of the shape the session will accept.
-        calibration (list of torch.Tensor): calibration batches, each of ``example_input``'s shape.
+        example_input (torch.Tensor): a floating-point input of the shape the session will accept
+            (cast to float32).
+        calibration (list of torch.Tensor): calibration batches, floating point, each of
+            ``example_input``'s shape (cast to float32).
         per_channel (bool): weights per output channel. Default: False.
         threads (int): ONNX Runtime's intra-op threads, 1 to 1,024. Default: 1.
         reduce_range (bool): weights in 7 bits instead of 8, ONNX Runtime's remedy for the
@@ -3843,15 +4105,18 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
         callable: maps an input tensor to the output tensor (float32).
 
     Raises:
-        TypeError: arguments of the wrong type.
-        ValueError: a calibration batch of another shape than ``example_input``.
+        TypeError: arguments of the wrong type (``example_input`` or a calibration batch not a
+            floating-point tensor).
+        ValueError: no calibration batch, a calibration batch of another shape than
+            ``example_input``, a model that cannot be copied, or a layer that cannot be exported
+            (named in the message, as :func:`onnxruntime_session` does).
     """
     _check_module("model", model)
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {_describe(example_input)}")
+    _check_example_input(example_input)
     if not (isinstance(calibration, (list, tuple))
-            and all(isinstance(c, torch.Tensor) for c in calibration)):
-        raise TypeError(f"calibration must be a list of tensors, got {_describe(calibration)}")
+            and all(isinstance(c, torch.Tensor) and c.is_floating_point() for c in calibration)):
+        raise TypeError(f"calibration must be a list of floating-point tensors, got "
+                        f"{_describe(calibration)}")
     if not calibration:
         raise ValueError("calibration must hold at least one batch, got an empty list")
     if any(c.shape != example_input.shape for c in calibration):
@@ -3869,14 +4134,17 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
     import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    exported = copy.deepcopy(model).eval().float()
+    exported = _float32_copy(model)
     example = example_input.detach().float()
     arrays = [c.detach().float().numpy() for c in calibration]
     with tempfile.TemporaryDirectory() as folder, _Silenced():
         logging.disable(logging.WARNING)  # the quantizer logs advice to the root logger
         try:
             source, target = Path(folder, "float.onnx"), Path(folder, "int8.onnx")
-            source.write_bytes(_to_onnx(exported, (example,)))
+            try:
+                source.write_bytes(_to_onnx(exported, (example,)))
+            except Exception as error:  # noqa: BLE001 - re-raised with the layer that failed
+                raise ValueError(_export_failure(exported, example, error)) from error
             quantize_static(str(source), str(target), _CalibrationReader(arrays),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             activation_type=QuantType.QUInt8,
