@@ -2917,8 +2917,10 @@ def _export_failure(model: nn.Module, example_input: torch.Tensor, error: Except
     try:
         with torch.no_grad():
             model(example_input)
-    except Exception:  # noqa: BLE001 - the model's own failure is reported below
-        pass
+    except Exception as own:  # noqa: BLE001 - the model cannot run example_input at all
+        reason = str(own).strip().splitlines()[0] if str(own).strip() else type(own).__name__
+        return (f"model fails on example_input of shape {tuple(example_input.shape)}, so it "
+                f"cannot be exported: {reason}")
     finally:
         for hook in hooks:
             hook.remove()
@@ -4120,7 +4122,8 @@ def onnxruntime_int8_session(model, example_input, calibration, per_channel=Fals
     if not calibration:
         raise ValueError("calibration must hold at least one batch, got an empty list")
     if any(c.shape != example_input.shape for c in calibration):
-        raise ValueError(f"every calibration batch must have shape {tuple(example_input.shape)}")
+        raise ValueError(f"every calibration batch must have example_input's shape "
+                         f"{tuple(example_input.shape)}")
     if not isinstance(per_channel, bool):
         raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
     threads = _check_threads("threads", threads)

@@ -137,29 +137,34 @@ class Sizes(Int):
 
 @dataclass
 class Module(Kind):
-    """An nn.Module (of class ``of``); a lazy module not yet initialised is a bad value."""
+    """An nn.Module (of class ``of``); a lazy module not yet initialised is a bad value, except
+    for the counters (``counts_lazy``), which count it on a copy."""
     of: type = nn.Module
     lazy: object = None         # a lazy module of that class, if there is one
+    counts_lazy: bool = False
 
     def fixed(self):
         values = super().fixed() + [(torch.zeros(2, 2), WRONG_TYPE), (nn.Linear, WRONG_TYPE)]
         if self.of is nn.Module:
-            return values + [(nn.LazyLinear(3), BAD_VALUE)]
+            return values + ([] if self.counts_lazy else [(nn.LazyLinear(3), BAD_VALUE)])
         values.append((nn.ReLU(), WRONG_TYPE))
         return values + ([] if self.lazy is None else [(self.lazy, BAD_VALUE)])
 
 
 @dataclass
 class ModelInput(Kind):
-    """A model's input: a tensor, or a list of them; one the model cannot take is a bad value."""
+    """A model's input: a tensor, or a list of them; one the model cannot take is a bad value.
+    Where only floating-point inputs make sense (``floating``), an integer tensor is a wrong type."""
     listed: bool = False
+    floating: bool = False
 
     def fixed(self):
         def wrap(value):
             return [value] if self.listed else value
         values = [("x", WRONG_TYPE), (None, WRONG_TYPE), (wrap("x"), WRONG_TYPE),
                   (wrap(torch.zeros(2, 2, 2, 2, 2)), BAD_VALUE),
-                  (wrap(torch.zeros(1, 3, 8, 8, dtype=torch.int64)), BAD_VALUE)]
+                  (wrap(torch.zeros(1, 3, 8, 8, dtype=torch.int64)),
+                   WRONG_TYPE if self.floating else BAD_VALUE)]
         return values + ([([], BAD_VALUE), (image(), WRONG_TYPE)] if self.listed else [])
 
 
@@ -301,7 +306,7 @@ CASES = [
                                         ((1, -3), BAD_VALUE)]),
               output_shape=Anything(bad=[(5, WRONG_TYPE), ((1, 2.5), WRONG_TYPE)]))),
     *[Case(function, {"model": net, "*inputs": image},
-           {"model": Module(), "*inputs": ModelInput()})
+           {"model": Module(counts_lazy=True), "*inputs": ModelInput()})
       for function in (du.layer_costs, du.count_mults, du.count_mults_with_hooks,
                        du.torch_flops, du.cost_table)],
     Case(du.module_mults, dict(module=conv, input=lambda: torch.randn(1, 4, 8, 8),
@@ -396,7 +401,8 @@ CASES = [
          dict(conv=Module(of=nn.Conv2d, lazy=nn.LazyConv2d(4, 3)),
               rank=Int(1, allows_none=True))),
     Case(du.onnxruntime_session, dict(model=net, example_input=image, threads=same(1)),
-         dict(model=Module(), example_input=ModelInput(), threads=THREADS), cheap=False),
+         dict(model=Module(), example_input=ModelInput(floating=True), threads=THREADS),
+         cheap=False),
     Case(du.KerasSameConv2d, dict(in_channels=same(4), out_channels=same(6),
                                   kernel_size=same(3), stride=same(1), dilation=same(1),
                                   groups=same(1), bias=same(True)),
@@ -406,11 +412,11 @@ CASES = [
          dict(obj=Anything(bad=[(None, WRONG_TYPE), ("model", WRONG_TYPE),
                                 (nn.Linear(2, 2), WRONG_TYPE)])), cheap=False),
     Case(du.counter_reports, dict(model=net, input=image),
-         dict(model=Module(), input=ModelInput()), cheap=False),
+         dict(model=Module(counts_lazy=True), input=ModelInput()), cheap=False),
     Case(du.layer_kind, dict(module=conv), dict(module=Anything(bad=[
         (None, WRONG_TYPE), ("conv", WRONG_TYPE), (torch.zeros(2), WRONG_TYPE)]))),
     Case(du.training_mults, dict(model=net, input=image),
-         dict(model=Module(), input=ModelInput())),
+         dict(model=Module(counts_lazy=True), input=ModelInput())),
     Case(du.fake_quantize, dict(weight=lambda: torch.randn(6, 4, 3, 3), per_channel=same(False),
                                 bits=same(8)),
          dict(weight=Anything(bad=[("w", WRONG_TYPE), (None, WRONG_TYPE), ([1.0], WRONG_TYPE),
@@ -428,12 +434,13 @@ CASES = [
     Case(du.quantize_weights, dict(model=net, per_channel=same(False)),
          dict(model=Module(), per_channel=Bool())),
     Case(du.simulate_int8, dict(model=net, calibration=image, per_channel=same(False)),
-         dict(model=Module(), calibration=ModelInput(), per_channel=Bool())),
+         dict(model=Module(), calibration=ModelInput(floating=True), per_channel=Bool())),
     Case(du.onnxruntime_int8_session, dict(model=net, example_input=image,
                                            calibration=lambda: [image()],
                                            per_channel=same(False), threads=same(1),
                                            reduce_range=same(False)),
-         dict(model=Module(), example_input=ModelInput(), calibration=ModelInput(listed=True),
+         dict(model=Module(), example_input=ModelInput(floating=True),
+              calibration=ModelInput(listed=True, floating=True),
               per_channel=Bool(), threads=THREADS, reduce_range=Bool()), cheap=False),
     Case(du.depthwise_weight_decay, dict(model=net, weight_decay=same(5e-4),
                                          depthwise=same(0.0)),
