@@ -57,7 +57,9 @@ def models():
         ("separable", lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4),
                                             nn.Conv2d(4, 8, 1), nn.BatchNorm2d(8)),
          torch.randn(2, 4, 6, 6), 2 * 36 * (4 * 9 + 4 * 8), True),
-        ("mobilenet_v1", lambda: du.mobilenet_v1(0.25, num_classes=10), torch.randn(2, 3, 32, 32), None, True),
+        ("mobilenet_blocks", lambda: nn.Sequential(du.mobilenet_block(3, 8, stride=2),
+                                                   du.mobilenet_block(8, 16)),
+         torch.randn(2, 3, 8, 8), None, True),
         ("in_place", InPlace, torch.randn(2, 3, 4), IN_PLACE_MULTS, False),
     ]
 
