@@ -839,9 +839,7 @@ class _CountingMode(TorchDispatchMode):
             if not operands:
                 frame["underived"] = f"{func.namespace}.{name}"
             elif mults:
-                data, weight = operands
-                frame["grad_input"] += mults if getattr(data, "requires_grad", False) else 0
-                frame["grad_weight"] += mults if getattr(weight, "requires_grad", False) else 0
+                _charge_gradients(frame, mults, *operands)
         elif _uncounted_dot_product(func.namespace, name):
             raise TypeError(
                 f"model runs {func.namespace}.{name} in {frame['name'] or '(model)'!r} of type "
@@ -849,6 +847,16 @@ class _CountingMode(TorchDispatchMode):
                 f"counting without it would be wrong"
             )
         return output
+
+
+def _charge_gradients(frame: dict, mults: int, data, weight) -> None:
+    """A product of ``mults`` MACs costs as many again for each gradient it needs: the
+    data's if the data requires one, the weight's if the weight does (the training chapter
+    derives it)."""
+    if getattr(data, "requires_grad", False):
+        frame["grad_input"] += mults
+    if getattr(weight, "requires_grad", False):
+        frame["grad_weight"] += mults
 
 
 def _frame(module: nn.Module, name: str, input_shape: tuple) -> dict:
