@@ -850,9 +850,9 @@ class _CountingMode(TorchDispatchMode):
 
 
 def _charge_gradients(frame: dict, mults: int, data, weight) -> None:
-    """A product of ``mults`` MACs costs as many again for each gradient it needs: the
-    data's if the data requires one, the weight's if the weight does (the training chapter
-    derives it)."""
+    """A product of ``mults`` MACs costs as many again for each gradient it needs:
+    the data's if the data requires one, the weight's if the weight does (derived in the
+    training chapter)."""
     if getattr(data, "requires_grad", False):
         frame["grad_input"] += mults
     if getattr(weight, "requires_grad", False):
@@ -1159,9 +1159,10 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 def _check_tuple(name: str, value, dims: int, minimum: int) -> tuple[int, ...]:
     """An int (the same for every spatial dimension) or a tuple of ``dims`` ints, as nn.ConvNd takes."""
     if isinstance(value, (tuple, list)):
-        if len(value) != dims:
+        checked = tuple(_check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
+        if len(checked) != dims:
             raise ValueError(f"{name} must be an int or a tuple of {dims} ints, got {value!r}")
-        return tuple(_check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
+        return checked
     return (_check_int(name, value, minimum),) * dims
 
 
