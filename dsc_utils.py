@@ -3457,6 +3457,9 @@ def from_keras(obj) -> nn.Module:
         >>> type(converted).__name__, layer.count_params(), count_params(converted)
         ('DepthwiseSeparableConv2d', 331, 331)
     """
+    if not any(c.__module__.split(".")[0] == "keras" for c in type(obj).__mro__):
+        # refused before importing Keras (seconds): nothing of Keras's is in its classes
+        raise TypeError(f"obj must be a Keras layer or model, got {_describe(obj)}")
     keras = import_keras()
     if not isinstance(obj, keras.layers.Layer):
         raise TypeError(f"obj must be a Keras layer or model, got {_describe(obj)}")
