@@ -9,6 +9,7 @@ another library), with a message that names the argument; it must never return.
 from __future__ import annotations
 
 import math
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -539,3 +540,18 @@ def test_generated_bad_values_are_refused_at_the_call(case_and_name, data):
     case, name = case_and_name
     value, expected = data.draw(case.kinds[name].generated(), label=name)
     check_refused(case, name, value, expected)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: du.load_digits_split(seed=2**40), "seed must be at most 2**32 - 1"),
+    (lambda: du.reset_weights(nn.Linear(2, 2), seed=2**70), "seed must be at most 2**64 - 1"),
+    (lambda: du.time_blocks({"f": lambda: None}, threads=2**40), "threads must be at most 1024"),
+    (lambda: du.time_side_by_side({"f": lambda: None}, min_run_time=math.inf),
+     "min_run_time must be a number of seconds > 0 and <= 3600, got inf"),
+    (lambda: du.mobilenet_v1(width_multiplier=1e6), "width_multiplier must be a number > 0"),
+], ids=["digits-seed", "torch-seed", "threads", "infinite-time", "huge-width"])
+def test_out_of_range_values_that_libraries_would_choke_on(call, message):
+    """Each was accepted before and then failed inside scikit-learn or torch, hung, or ran out of
+    memory: now refused at the call."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
