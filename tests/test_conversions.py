@@ -48,6 +48,15 @@ def reference(model: nn.Module, *inputs):
         return copy.deepcopy(model).eval()(*inputs)
 
 
+def convert_untouched(convert, model: nn.Module, x):
+    """``convert(model)``, checked to leave ``model`` as it was, and the original's output on ``x``."""
+    before = snapshot(model)
+    expected = reference(model, x)
+    converted = convert(model)
+    assert_unchanged(model, before)
+    return converted, expected
+
+
 def assert_same(got, expected, tolerance=1e-10) -> None:
     assert got.shape == expected.shape and got.dtype == expected.dtype
     assert torch.allclose(got, expected, rtol=tolerance, atol=tolerance), \
@@ -135,10 +144,7 @@ def odd_models():
 
 @pytest.mark.parametrize("model, x", odd_models())
 def test_fold_batch_norms_keeps_every_models_outputs(model, x):
-    before = snapshot(model)
-    expected = reference(model, x)
-    folded = du.fold_batch_norms(model)
-    assert_unchanged(model, before)
+    folded, expected = convert_untouched(du.fold_batch_norms, model, x)
     with torch.no_grad():
         assert_same(folded(x), expected)
     assert not folded.training
@@ -148,9 +154,8 @@ def test_fold_batch_norms_keeps_every_models_outputs(model, x):
 @pytest.mark.parametrize("model, x", odd_models())
 def test_prepare_for_inference_keeps_every_models_outputs(model, x, memory_format):
     before = snapshot(model)
-    expected = reference(model, x)
-    prepared = du.prepare_for_inference(model, memory_format)
-    assert_unchanged(model, before)
+    prepared, expected = convert_untouched(
+        lambda m: du.prepare_for_inference(m, memory_format), model, x)
     assert_same(prepared(x), expected)
     assert_same(prepared(x), expected)                          # and again, after any fallback
     assert_unchanged(model, before)
@@ -303,10 +308,7 @@ def test_onnxruntime_session_casts_a_float64_network_as_the_int8_session_does():
     "transposed-groups-2", "conv-1d", "view-lenet", "shared-twice", "linear-after-flatten",
     "bn-after-linear", "sequential-own-forward")])
 def test_onnxruntime_session_keeps_every_models_outputs(model, x):
-    before = snapshot(model)
-    expected = reference(model, x)
-    run = du.onnxruntime_session(model, x)
-    assert_unchanged(model, before)
+    run, expected = convert_untouched(lambda m: du.onnxruntime_session(m, x), model, x)
     got = run(x)
     assert got.shape == expected.shape and got.dtype == torch.float32
     assert torch.allclose(got.double(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
@@ -361,10 +363,7 @@ def test_equalize_cross_layer_keeps_every_models_outputs(model, x):
         for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
             conv.weight.mul_(torch.linspace(0.01, 10, conv.out_channels, dtype=conv.weight.dtype)
                              .view(-1, *[1] * (conv.weight.dim() - 1)))
-    before = snapshot(model)
-    expected = reference(model, x)
-    equalized = du.equalize_cross_layer(model)
-    assert_unchanged(model, before)
+    equalized, expected = convert_untouched(du.equalize_cross_layer, model, x)
     with torch.no_grad():
         assert_same(equalized(x), expected, 1e-7)    # deep, with weights up to 10x: rounding
 
@@ -398,10 +397,7 @@ def keras_same_separable():
 ])
 def test_to_standard_conv_computes_what_the_layer_computes(layer, x):
     layer.train()
-    before = snapshot(layer)
-    expected = reference(layer, x)
-    conv = du.to_standard_conv(layer)
-    assert_unchanged(layer, before)
+    conv, expected = convert_untouched(du.to_standard_conv, layer, x)
     with torch.no_grad():
         assert_same(conv(x), expected)
 
@@ -429,10 +425,7 @@ def test_to_standard_conv_refuses_replaced_parts_naming_them():
 ])
 def test_separable_decomposition_at_full_rank_computes_what_the_conv_computes(conv, x):
     conv.train()
-    before = snapshot(conv)
-    expected = reference(conv, x)
-    layer = du.separable_decomposition(conv)
-    assert_unchanged(conv, before)
+    layer, expected = convert_untouched(du.separable_decomposition, conv, x)
     with torch.no_grad():
         assert_same(layer(x), expected)
         assert_same(du.to_standard_conv(layer)(x), expected)
