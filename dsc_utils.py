@@ -192,13 +192,10 @@ def _check_module(name: str, value) -> nn.Module:
     """An initialised ``nn.Module``: a lazy module must have run once (it has no weights yet)."""
     if not isinstance(value, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {_describe(value)}")
-    from torch.nn.modules.lazy import LazyModuleMixin
-
-    lazy = [key or type(value).__name__ for key, module in value.named_modules()
-            if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()]
-    if lazy:
-        raise ValueError(f"{name} has lazy modules not yet initialised ({', '.join(lazy[:3])}): "
-                         "call it once on an input first, so that it has its weights")
+    for key, parameter in value.named_parameters():
+        if isinstance(parameter, nn.parameter.UninitializedParameter):
+            raise ValueError(f"{name}.{key} is an uninitialized lazy parameter: its size is known "
+                             f"only once the {name} has run; run it once on an input first")
     return value
 
 
@@ -1473,18 +1470,8 @@ def count_params(model) -> int:
         >>> count_params(nn.Conv2d(3, 64, 5))  # 5*5*3*64 weights + 64 biases
         4864
     """
-    _check_sized(model)
+    _check_module("model", model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _check_sized(model) -> None:
-    """``model`` is an ``nn.Module`` whose parameters all have a size (no uninitialized lazy ones)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    for name, parameter in model.named_parameters():
-        if isinstance(parameter, nn.parameter.UninitializedParameter):
-            raise ValueError(f"model.{name} is an uninitialized lazy parameter: its size is known only "
-                             f"once the model has run; run it once on an input first")
 
 
 def param_table(model) -> PrettyTable:
@@ -1508,7 +1495,7 @@ def param_table(model) -> PrettyTable:
         >>> param_table(nn.Linear(3, 2)).rows[-1]
         ['total', '', '8']
     """
-    _check_sized(model)
+    _check_module("model", model)
     table = PrettyTable(["parameter", "shape", "count"])
     table.align = "r"
     table.align["parameter"] = table.align["shape"] = "l"
