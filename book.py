@@ -102,6 +102,15 @@ def in_environment() -> bool:
     return Path(sys.prefix).resolve() == VENV.resolve()
 
 
+# Test and build processes keep their compiled bytecode (__pycache__/, ignored by git), pytest's
+# assertion-rewritten modules included, even where PYTHONDONTWRITEBYTECODE is set: otherwise every
+# process recompiles dsc_utils.py, the test files and the 118 modules of pytest's plugins
+# (hypothesis, nbval, xdist...) that pytest rewrites, several seconds each time.
+def with_bytecode_cache(env: dict) -> dict:
+    """A copy of ``env`` without PYTHONDONTWRITEBYTECODE."""
+    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 # ----------------------------------------------------------------------------------------------
 # The commands (they run inside .venv)
 # ----------------------------------------------------------------------------------------------
@@ -111,7 +120,7 @@ def build(args: list[str]) -> int:
     command = [str(BIN / "jupyter-book"), "build", "-W", "-n", "--keep-going", *args, "."]
     # the notebooks run in the kernels' environment of the tests (tools/kernel_env.py); those not
     # in the execution cache run first, two at a time, into that cache (tools/execute_into_cache.py)
-    env = kernel_environment()
+    env = with_bytecode_cache(kernel_environment())
     subprocess.run([str(PYTHON), str(ROOT / "tools" / "execute_into_cache.py")], cwd=ROOT, env=env)
     result = subprocess.run(command, cwd=ROOT, env=env)
     if result.returncode != 0:
@@ -168,7 +177,7 @@ def pytest_with_zygote(args: list[str], env: dict) -> int:
     """pytest in the kernels' environment, with the process that its kernels and workers are forked
     from (tools/kernel_zygote.py) started first: its imports of PyTorch and the rest run while pytest
     starts, instead of after (conftest.py starts one itself when pytest runs without it)."""
-    env = kernel_environment(env, threads=None)      # what conftest.py gives the kernels
+    env = with_bytecode_cache(kernel_environment(env, threads=None))  # conftest.py's, for kernels
     env.pop(kernel_zygote.SOCKET_VARIABLE, None)     # not a zygote of an enclosing run's settings
     zygote = kernel_zygote.start(env, python=str(PYTHON))
     try:
