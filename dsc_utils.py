@@ -3984,12 +3984,12 @@ def _sequential_leaves(module: nn.Module) -> list:
     return leaves
 
 
-def _input_channel_view(conv: nn.Module, channel: int) -> torch.Tensor:
-    """The weights of ``conv`` that read input channel ``channel`` (a view)."""
+def _input_channel_index(conv: nn.Module) -> torch.Tensor:
+    """Which input channel each weight slice of ``conv`` reads: entry ``[o, i]`` is the input
+    channel of ``conv.weight[o, i]`` (shape ``(out_channels, in_channels / groups)``)."""
     per_group = conv.in_channels // conv.groups
-    group, local = divmod(channel, per_group)
-    out_per_group = conv.out_channels // conv.groups
-    return conv.weight[group * out_per_group:(group + 1) * out_per_group, local]
+    group = torch.arange(conv.out_channels) // (conv.out_channels // conv.groups)
+    return group[:, None] * per_group + torch.arange(per_group)
 
 
 def equalize_cross_layer(model, sweeps=4) -> nn.Module:
@@ -4052,16 +4052,18 @@ def equalize_cross_layer(model, sweeps=4) -> nn.Module:
                 parent._modules[name] = _ClippedReLU(upper)
         for _ in range(sweeps):
             for first, (parent, name, _), second in pairs:
-                r1 = first.weight.abs().flatten(1).amax(1)
-                r2 = torch.stack([_input_channel_view(second, c).abs().max()
-                                  for c in range(second.in_channels)])
+                r1 = first.weight.abs().flatten(1).amax(1)      # per output channel
+                # per input channel of the second: the largest |weight| that reads it
+                reads = _input_channel_index(second).flatten()
+                r2 = second.weight.new_zeros(second.in_channels).scatter_reduce(
+                    0, reads, second.weight.abs().flatten(2).amax(2).flatten(), "amax")
                 scale = torch.where((r1 > 0) & (r2 > 0), (r1 / r2).sqrt(),
                                     torch.ones_like(r1))
-                first.weight.div_(scale.view(-1, *[1] * (first.weight.dim() - 1)))
+                first.weight.div_(scale.view(-1, 1, 1, 1))
                 if first.bias is not None:
                     first.bias.div_(scale)
-                for c in range(second.in_channels):
-                    _input_channel_view(second, c).mul_(scale[c])
+                second.weight.mul_(scale[reads].view(*second.weight.shape[:2], 1, 1)
+                                   .to(second.weight.dtype))
                 activation = parent._modules[name]
                 if isinstance(activation, _ClippedReLU):
                     activation.upper.div_(scale.to(activation.upper.dtype))
