@@ -55,8 +55,12 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # th
 # does not use; TORCHINDUCTOR_CACHE_DIR is its compiler's cache, at its default place).
 PER_KERNEL_PREFIXES = ("JPY_", "PYTEST_", "KERAS_", "KMP_", "TORCHINDUCTOR_")
 PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES"}
-PRELOAD = ["ipykernel.kernelapp", "torch", "torch._dynamo", "torch.utils.flop_counter",
-           "matplotlib", "matplotlib.pyplot", "prettytable", "sklearn.datasets", "dsc_utils"]
+PRELOAD = ["ipykernel.kernelapp", "ipykernel.debugger", "torch", "torch._dynamo",
+           "torch.utils.flop_counter", "matplotlib", "matplotlib.pyplot", "prettytable",
+           "sklearn.datasets", "dsc_utils"]
+# Every kernel imports ipykernel's debugger as it starts, and with it debugpy, which sets this
+# variable when it is missing; a forked kernel gets it from the zygote's import, as a fresh one would.
+KERNEL_START_VARIABLES = ("PYDEVD_USE_FRAME_EVAL",)
 # (SIGHUP and SIGQUIT do not exist on Windows, where this module is imported but never serves)
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
                           if hasattr(signal, name))
@@ -151,11 +155,23 @@ def serve(path: str) -> None:
     # their time, and every full collection in a child would walk them all again (0.4 s each on the
     # reference machine); so no collection here, and the children never walk what is here at the fork
     gc.disable()
-    for module in PRELOAD:
-        try:
-            __import__(module)
-        except ImportError:        # a missing optional library is imported, or not, by the kernel
-            pass
+    before = dict(os.environ)
+    # what the imports print goes where a kernel's own start-up output goes under nbval: nowhere
+    # (debugpy warns about frozen modules on stderr, in every kernel)
+    terminal = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        for module in PRELOAD:
+            try:
+                __import__(module)
+            except ImportError:    # a missing optional library is imported, or not, by the kernel
+                pass
+    finally:
+        os.dup2(terminal, 2)
+        os.close(terminal)
+    KERNEL_START_ENVIRONMENT.update({k: os.environ[k] for k in KERNEL_START_VARIABLES
+                                     if k in os.environ and k not in before})
     gc.freeze()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # the kernels are reaped automatically
     while True:
@@ -232,10 +248,15 @@ def take_over(request: dict, fds: list[int]) -> int:
     return kernel_alive
 
 
+KERNEL_START_ENVIRONMENT: dict = {}    # what the zygote's imports of KERNEL_START_VARIABLES set
+
+
 def become_kernel(request: dict, fds: list[int]) -> None:
     """In the forked child: take over the launcher's streams, folder and environment, run ipykernel."""
     try:
         take_over(request, fds)
+        for name, value in KERNEL_START_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
         from ipykernel import kernelapp
 
         # ipykernel reads these two from the environment when it is imported, which the zygote did
