@@ -93,19 +93,49 @@ def write_notebook(path: Path, *sources: str) -> str:
     return path.read_text()
 
 
-def test_execute_writes_outputs_in_place(tmp_path, capfd):
-    path = tmp_path / "good.ipynb"
+# the cells of one notebook that `book.py execute` runs once (one kernel) for the three tests below
+FIND_DSC_UTILS = ("import importlib.util, pathlib\n"
+                  "print(pathlib.Path(importlib.util.find_spec('dsc_utils').origin).resolve())")
+STREAMS = "import sys, time\nprint('a', flush=True)\ntime.sleep(0.2)\nprint('b', flush=True)"
+ENVIRONMENT = ("import os, socket\n"
+               "print(os.environ['PYTHONHASHSEED'], os.environ['OMP_NUM_THREADS'])\n"
+               "try:\n    socket.getaddrinfo('example.org', 443)\n    print('reached')\n"
+               "except Exception as error:\n    print(type(error).__name__)")
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """A notebook outside the book, run by ``book.py execute``: its exit code, the cells written
+    back, what the run printed on stderr, and whether the caller's environment came back."""
+    import tempfile
+    from types import SimpleNamespace
+
+    path = tmp_path_factory.mktemp("execute") / "good.ipynb"
     # the kernel finds the book's dsc_utils from a notebook elsewhere (found, not imported: an import
     # would spend two seconds on PyTorch, and the notebooks' own tests import it anyway)
-    find = "import importlib.util, pathlib\nprint(pathlib.Path(importlib.util.find_spec('dsc_utils').origin).resolve())"
-    write_notebook(path, find, "6 * 7")
-    assert execute_notebooks.main([str(path)]) == 0
-    cells = nbformat.read(path, as_version=4).cells
-    assert [c.execution_count for c in cells] == [1, 2]
-    assert cells[0].outputs[0].text == f"{ROOT / 'dsc_utils.py'}\n"
-    assert cells[1].outputs[0].data["text/plain"] == "42"
+    write_notebook(path, FIND_DSC_UTILS, "6 * 7", STREAMS, ENVIRONMENT)
+    before = dict(os.environ)
+    with tempfile.TemporaryFile() as stderr:      # the kernel's stderr too, at the file level
+        saved = os.dup(2)
+        os.dup2(stderr.fileno(), 2)
+        try:
+            code = execute_notebooks.main([str(path)])
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        stderr.seek(0)
+        printed = stderr.read().decode(errors="replace")
+    return SimpleNamespace(code=code, cells=nbformat.read(path, as_version=4).cells,
+                           stderr=printed, environment_back=dict(os.environ) == before)
+
+
+def test_execute_writes_outputs_in_place(executed):
+    assert executed.code == 0
+    assert [c.execution_count for c in executed.cells] == [1, 2, 3, 4]
+    assert executed.cells[0].outputs[0].text == f"{ROOT / 'dsc_utils.py'}\n"
+    assert executed.cells[1].outputs[0].data["text/plain"] == "42"
     # the kernel talked over a Unix socket, not a TCP port (ipykernel warns on its stderr for TCP)
-    assert "TCP" not in capfd.readouterr().err
+    assert "TCP" not in executed.stderr
 
 
 def test_execute_leaves_a_failing_notebook_untouched(tmp_path, capsys):
@@ -288,11 +318,8 @@ def test_pages_workflow_uses_the_readme_commands():
     assert uploads and uploads[0]["with"]["path"] == "_build/html"
 
 
-def test_execute_stores_one_stream_output_per_print_sequence(tmp_path):
-    path = tmp_path / "streams.ipynb"
-    write_notebook(path, "import sys, time\nprint('a', flush=True)\ntime.sleep(0.2)\nprint('b', flush=True)")
-    assert execute_notebooks.main([str(path)]) == 0
-    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+def test_execute_stores_one_stream_output_per_print_sequence(executed):
+    outputs = executed.cells[2].outputs
     assert len(outputs) == 1 and outputs[0].text == "a\nb\n"
 
 
@@ -303,18 +330,10 @@ def test_execute_stores_one_stream_output_per_print_sequence(tmp_path):
 import kernel_env  # noqa: E402
 
 
-def test_execute_runs_kernels_as_the_tests_do(tmp_path):
+def test_execute_runs_kernels_as_the_tests_do(executed):
     """book.py execute starts kernels with the network guard, the hash seed and one thread."""
-    path = tmp_path / "environment.ipynb"
-    write_notebook(path, "import os, socket\n"
-                         "print(os.environ['PYTHONHASHSEED'], os.environ['OMP_NUM_THREADS'])\n"
-                         "try:\n    socket.getaddrinfo('example.org', 443)\n    print('reached')\n"
-                         "except Exception as error:\n    print(type(error).__name__)")
-    before = dict(os.environ)
-    assert execute_notebooks.main([str(path)]) == 0
-    text = nbformat.read(path, as_version=4).cells[0].outputs[0].text
-    assert text == "0 1\nNetworkAccessError\n"
-    assert dict(os.environ) == before      # the caller's environment is given back
+    assert executed.cells[3].outputs[0].text == "0 1\nNetworkAccessError\n"
+    assert executed.environment_back      # the caller's environment is given back
 
 
 def test_the_tests_kernels_share_that_environment():
