@@ -61,6 +61,7 @@ PRELOAD = ["ipykernel.kernelapp", "ipykernel.debugger", "torch", "torch._dynamo"
 # Every kernel imports ipykernel's debugger as it starts, and with it debugpy, which sets this
 # variable when it is missing; a forked kernel gets it from the zygote's import, as a fresh one would.
 KERNEL_START_VARIABLES = ("PYDEVD_USE_FRAME_EVAL",)
+KERNEL_START_ENVIRONMENT: dict = {}    # what the zygote's imports set of them (serve() fills it)
 # (SIGHUP and SIGQUIT do not exist on Windows, where this module is imported but never serves)
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
                           if hasattr(signal, name))
@@ -246,9 +247,6 @@ def take_over(request: dict, fds: list[int]) -> int:
 
     threading.Thread(target=exit_with_launcher, daemon=True).start()
     return kernel_alive
-
-
-KERNEL_START_ENVIRONMENT: dict = {}    # what the zygote's imports of KERNEL_START_VARIABLES set
 
 
 def become_kernel(request: dict, fds: list[int]) -> None:
