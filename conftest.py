@@ -28,6 +28,7 @@ if _missing:
 sys.path.insert(0, str(ROOT / "tools"))
 import kernel_zygote  # noqa: E402  (standard library only)
 from kernel_env import apply_to_this_process, slowest_first_rank  # noqa: E402
+from kernel_managers import BookKernelManager  # noqa: E402
 
 apply_to_this_process(threads=None)
 del sys.path[0]
@@ -67,6 +68,17 @@ def format_kernel_messages_lazily():
         nbval.kernel.pformat = LazyFormat
 
 
+def manage_kernels_without_fixed_waits():
+    """nbval's kernels are ready, and stopped, without jupyter_client's fixed waits
+    (tools/kernel_managers.py): nbval 0.11.0 makes its manager from the name ``KernelManager`` of its
+    module ``nbval.kernel``."""
+    import jupyter_client.manager
+    import nbval.kernel
+
+    if getattr(nbval.kernel, "KernelManager", None) is jupyter_client.manager.KernelManager:
+        nbval.kernel.KernelManager = BookKernelManager
+
+
 # nbval's kernels and pytest-xdist's workers are forked from one process that has already imported
 # PyTorch and the rest (tools/kernel_zygote.py, Linux only; DSC_FRESH_KERNELS=1 turns it off). The
 # first process of a run starts it (unless `book.py test` did, before pytest); the workers inherit
@@ -76,6 +88,7 @@ def pytest_configure(config):
     if not (config.getoption("nbval", False) or config.getoption("nbval_lax", False)):
         return
     format_kernel_messages_lazily()
+    manage_kernels_without_fixed_waits()
     if not hasattr(config, "workerinput"):          # the run's first process, not a worker
         config._dsc_zygote = kernel_zygote.start()
         # pytest-xdist's workers too are forked from it: they import PyTorch and the rest as well

@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from jupyter_client import KernelManager
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from kernel_managers import BookKernelManager  # noqa: E402  (nbval's, under conftest.py)
+
+del sys.path[0]
 ZYGOTE = os.environ.get("DSC_KERNEL_ZYGOTE")
 pytestmark = pytest.mark.skipif(
     not ZYGOTE, reason="no zygote in this run (not Linux, DSC_FRESH_KERNELS=1, or no --nbval)")
@@ -38,7 +41,7 @@ print(sorted(m for m in sys.modules if m.startswith(("matplotlib_inline", "IPyth
 
 
 def start(argv, cwd, **variables):
-    manager = KernelManager()
+    manager = BookKernelManager()
     manager.kernel_spec.argv = argv
     env = {**os.environ, **variables}
     manager.start_kernel(cwd=str(cwd), env=env)

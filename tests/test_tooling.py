@@ -11,7 +11,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 from traitlets import default
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT / "_ext"))
 import dsc_cache  # noqa: E402
 import execute_notebooks  # noqa: E402
 import network_guard  # noqa: E402
+from kernel_managers import BookAsyncKernelManager  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------
@@ -57,9 +57,9 @@ def test_network_guard_allows_the_machine_itself(event, args):
     network_guard.check(event, args)
 
 
-class NbvalKernels(AsyncKernelManager):
+class NbvalKernels(BookAsyncKernelManager):
     """Kernels as nbval's ``--nbval-current-env`` names them, through its kernelspec manager (which
-    conftest.py points at the zygote while one serves)."""
+    conftest.py points at the zygote while one serves), managed as conftest.py has nbval manage them."""
 
     @default("kernel_spec_manager")
     def _nbval_kernel_specs(self):

@@ -23,7 +23,6 @@ from pathlib import Path
 import nbformat
 import yaml
 from jupyter_cache import get_cache
-from jupyter_client import KernelManager
 from jupyter_cache.base import CacheBundleIn
 from jupyter_cache.executors.utils import single_nb_execution
 
@@ -35,6 +34,7 @@ from dsc_cache import drop_stale_cache  # noqa: E402
 sys.path.insert(0, str(ROOT / "tools"))
 import kernel_zygote  # noqa: E402
 from kernel_env import private_connection, slowest_first_rank  # noqa: E402
+from kernel_managers import BookKernelManager  # noqa: E402
 
 EXECUTE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["execute"]
 
@@ -42,8 +42,9 @@ EXECUTE = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["ex
 def execute_one(path: Path) -> tuple[Path, nbformat.NotebookNode | None, float, str | None]:
     """Execute one notebook as MyST-NB's cache mode would: (path, notebook or None, seconds, error)."""
     notebook = nbformat.read(path, as_version=4)
-    # the notebook's own kernel (python3), forked from this step's zygote if it runs one
-    manager = KernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"),
+    # the notebook's own kernel (python3), forked from this step's zygote if it runs one, and
+    # managed without jupyter_client's fixed waits (tools/kernel_managers.py)
+    manager = BookKernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"),
                             **private_connection())
     manager.kernel_spec.argv = kernel_zygote.launcher_argv(manager.kernel_spec.argv)
     # "immediate": once every output is in, the kernel is stopped at once rather than asked to exit

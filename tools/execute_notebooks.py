@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prose_numbers  # noqa: E402
 from kernel_env import (  # noqa: E402
     apply_to_this_process, private_connection, slowest_first_rank)
+from kernel_managers import BookAsyncKernelManager  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -36,6 +37,7 @@ def execute_one(path: Path) -> tuple[Path, str | None]:
     client = NotebookClient(
         notebook,
         kernel_name="python3",
+        kernel_manager_class=BookAsyncKernelManager,   # no fixed waits (tools/kernel_managers.py)
         config=Config(KernelManager=private_connection()),   # the kernel manager nbclient makes
         timeout=600,
         record_timing=False,
