@@ -248,6 +248,25 @@ def test_a_python_with_another_environment_or_form_is_fresh(tmp_path):
     assert module.returncode == 0 and "Beautiful is better than ugly" in module.stdout
 
 
+def test_importing_keras_leaves_the_kernels_started_after_it_forked(tmp_path):
+    # a test or a notebook that imports Keras changes its process's environment; the notebooks a
+    # worker runs after such a test must still be forked (each fresh kernel imports PyTorch again)
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import kernel_zygote
+    finally:
+        del sys.path[0]
+    code = ("import os\nbefore = dict(os.environ)\nimport keras\n"
+            "print(sorted(k for k in os.environ if os.environ[k] != before.get(k)))")
+    imported = subprocess.run([*PYTHON, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "KERAS_BACKEND": "torch"})
+    assert imported.returncode == 0, imported.stderr
+    changed = eval(imported.stdout)
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" in changed                # what Keras 3 sets today
+    after = {**os.environ, **dict.fromkeys(changed, "set by Keras")}
+    assert kernel_zygote.pinned(after) == kernel_zygote.pinned(dict(os.environ))
+
+
 @pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="not a pytest-xdist worker")
 def test_this_worker_was_forked_by_the_zygote():
     with open(f"/proc/{os.getppid()}/cmdline", "rb") as parent:

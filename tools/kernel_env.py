@@ -25,16 +25,17 @@ IPYTHONDIR = ROOT / "tests" / "ipython"
 # Whatever runs them two at a time (the tests' two workers, `book.py execute`, the build's first step)
 # starts them in this order, so that a long notebook started last does not leave one core idle while
 # it finishes, and the short test files fill the end.
-SLOW_FIRST = ["07_training", "09-4_training_advice", "09-3_int8_quantization",
-              "09_training_cost_and_quantization", "06-3_network_memory", "test_tooling",
-              "08_decomposition_and_relatives", "05b_keras_and_counters", "05_mobilenet",
-              "appendix_published_numbers", "test_kernel_zygote", "test_bad_arguments",
-              "test_data_flow_figure", "09-2_large_kernels",
-              "06_speed_memory", "06-2_layers_roofline", "03_depthwise_separable_cost",
-              "test_doctests", "04_pytorch_layer", "08-2_spatial_and_grouped",
-              "03-2_ratio_in_practice", "04-2_parameters_and_expressive_power",
-              "04-3_groups_and_variants", "01_convolution", "test_counting",
-              "02_counting_multiplications", "test_networks", "test_keras"]
+SLOW_FIRST = ["05b_keras_and_counters", "08_decomposition_and_relatives", "07_training",
+              "09-3_int8_quantization", "06-3_network_memory", "05_mobilenet",
+              "test_kernel_zygote", "test_tooling", "test_bad_arguments", "test_networks",
+              "03-2_ratio_in_practice", "test_beyond", "appendix_published_numbers",
+              "01_convolution", "03_depthwise_separable_cost", "test_doctests",
+              "06-2_layers_roofline", "09_training_cost_and_quantization",
+              "02_counting_multiplications", "04-2_parameters_and_expressive_power",
+              "06_speed_memory", "test_keras", "test_hygiene", "test_kernel_managers",
+              "test_data_flow_figure", "08-2_spatial_and_grouped", "test_counting", "test_layers",
+              "test_conversions", "04_pytorch_layer", "04-3_groups_and_variants",
+              "09-2_large_kernels", "09-4_training_advice"]
 
 
 def slowest_first_rank(path) -> int:

@@ -49,15 +49,20 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # th
 # Libraries read some variables when they are imported (the hash seed, thread counts, instruction-set
 # caps, matplotlib's backend and folders), so the zygote serves only a kernel whose environment equals
 # its own, except for: the variables that the kernel manager and pytest set per kernel or per test;
-# the terminal's size; Keras's (Keras is not preloaded); and three that PyTorch sets in a process
+# the terminal's size; Keras's, and TF_FORCE_GPU_ALLOW_GROWTH, which importing Keras sets when its
+# backend is not TensorFlow (Keras is not preloaded, TensorFlow not installed: without it, every
+# notebook a worker ran after a Keras test started fresh); and three that PyTorch sets in a process
 # that uses its compiler, which reach the kernels of a test run once some test has done so
 # (KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK configure Intel's OpenMP, which PyTorch's Linux build
 # does not use; TORCHINDUCTOR_CACHE_DIR is its compiler's cache, at its default place).
 PER_KERNEL_PREFIXES = ("JPY_", "PYTEST_", "KERAS_", "KMP_", "TORCHINDUCTOR_")
-PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES"}
+PER_KERNEL = {"DSC_KERNEL_ZYGOTE", "PWD", "OLDPWD", "_", "COLUMNS", "LINES",
+              "TF_FORCE_GPU_ALLOW_GROWTH"}
+# What every notebook, or most of them, imports: each page's dsc_utils.glue imports MyST-NB's glue
+# (and with it nbformat and jsonschema, 0.1 s to 0.5 s per kernel).
 PRELOAD = ["ipykernel.kernelapp", "ipykernel.debugger", "torch", "torch._dynamo",
            "torch.utils.flop_counter", "matplotlib", "matplotlib.pyplot", "prettytable",
-           "sklearn.datasets", "dsc_utils"]
+           "sklearn.datasets", "myst_nb.ext.glue", "dsc_utils"]
 # Every kernel imports ipykernel's debugger as it starts, and with it debugpy, which sets this
 # variable when it is missing; a forked kernel gets it from the zygote's import, as a fresh one would.
 KERNEL_START_VARIABLES = ("PYDEVD_USE_FRAME_EVAL",)
