@@ -45,7 +45,7 @@ def execute_one(path: Path) -> tuple[Path, nbformat.NotebookNode | None, float, 
     # the notebook's own kernel (python3), forked from this step's zygote if it runs one, and
     # managed without jupyter_client's fixed waits (tools/kernel_managers.py)
     manager = BookKernelManager(kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"),
-                            **private_connection())
+                                **private_connection())
     manager.kernel_spec.argv = kernel_zygote.launcher_argv(manager.kernel_spec.argv)
     # "immediate": once every output is in, the kernel is stopped at once rather than asked to exit
     # and waited for (with PyTorch loaded, its interpreter's teardown takes seconds)
