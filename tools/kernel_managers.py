@@ -84,7 +84,14 @@ class BookAsyncKernelClient(AsyncKernelClient):
     wait_for_ready = _wait_for_ready
 
 
-class BookKernelManager(KernelManager):
+class _PromptAfterKill:
+    """Checks every ``POLL_AFTER_KILL`` seconds, not every 0.1 s, whether a killed kernel is gone."""
+
+    async def _async_wait(self, pollinterval: float = POLL_AFTER_KILL) -> None:
+        await super()._async_wait(pollinterval=min(pollinterval, POLL_AFTER_KILL))
+
+
+class BookKernelManager(_PromptAfterKill, KernelManager):
     """``jupyter_client.KernelManager`` whose clients are ready, and whose killed kernels are
     gone, without a fixed wait (this module's docstring)."""
 
@@ -92,16 +99,10 @@ class BookKernelManager(KernelManager):
     def _client_factory_default(self):
         return BookBlockingKernelClient
 
-    async def _async_wait(self, pollinterval: float = POLL_AFTER_KILL) -> None:
-        await super()._async_wait(pollinterval=min(pollinterval, POLL_AFTER_KILL))
 
-
-class BookAsyncKernelManager(AsyncKernelManager):
+class BookAsyncKernelManager(_PromptAfterKill, AsyncKernelManager):
     """``jupyter_client.AsyncKernelManager`` (nbclient's) without the fixed waits."""
 
     @default("client_factory")
     def _client_factory_default(self):
         return BookAsyncKernelClient
-
-    async def _async_wait(self, pollinterval: float = POLL_AFTER_KILL) -> None:
-        await super()._async_wait(pollinterval=min(pollinterval, POLL_AFTER_KILL))
